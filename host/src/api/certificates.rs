@@ -1,0 +1,260 @@
+//! `/api/v1/certificates`: declare, list, get, update, delete.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::extract::{ApiJson, ApiQuery, Authorized, perm};
+use super::{AppState, PageParams, validate};
+use crate::model::{CertStatus, Certificate, InstanceKind, KeyGeneration, KeyType, Page, RenewalPolicy};
+use crate::store::{AuditEntry, CertificateFilter, CertificatePatch, NewCertificate};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/certificates", get(list).post(declare))
+        .route("/certificates/{id}", get(fetch).patch(update).delete(remove))
+}
+
+fn default_key_type() -> KeyType {
+    KeyType::EcdsaP256
+}
+
+fn default_key_generation() -> KeyGeneration {
+    KeyGeneration::Agent
+}
+
+/// A certificate to manage.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclareCertificate {
+    /// Unique name of this certificate in certctl.
+    pub name: String,
+    /// Subject common name; always added to the SANs.
+    pub common_name: String,
+    /// Further DNS names or IP addresses.
+    #[serde(default)]
+    pub sans: Vec<String>,
+    /// Default `ecdsa-p256`.
+    #[serde(default = "default_key_type")]
+    pub key_type: KeyType,
+    /// Default `agent`.
+    #[serde(default = "default_key_generation")]
+    pub key_generation: KeyGeneration,
+    /// The issuer instance that signs it.
+    pub issuer_id: Option<String>,
+    #[serde(default)]
+    pub renewal: RenewalPolicy,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Changes to a certificate; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCertificate {
+    pub common_name: Option<String>,
+    pub sans: Option<Vec<String>>,
+    pub key_type: Option<KeyType>,
+    pub issuer_id: Option<String>,
+    pub renewal: Option<RenewalPolicy>,
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListCertificates {
+    /// pending, active, expiring (≤30 days), expired, revoked or failed.
+    #[param(value_type = Option<String>)]
+    pub status: Option<CertStatus>,
+    /// Only certificates of this issuer instance.
+    pub issuer_id: Option<String>,
+    /// Case-insensitive substring of the name, common name or SANs.
+    pub q: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Common name first, then the other SANs, validated, lower-cased, without duplicates.
+fn normalise_names(common_name: &str, sans: &[String]) -> Result<(String, Vec<String>), ApiError> {
+    if common_name.len() > 64 {
+        return Err(ApiError::invalid(
+            "common_name",
+            "at most 64 characters (the X.509 limit); put longer names in sans",
+        ));
+    }
+    let cn = validate::san("common_name", common_name)?;
+    let mut all = vec![cn.clone()];
+    for (i, s) in sans.iter().enumerate() {
+        let s = validate::san(&format!("sans.{i}"), s)?;
+        if !all.contains(&s) {
+            all.push(s);
+        }
+    }
+    if all.len() > 100 {
+        return Err(ApiError::invalid("sans", "at most 100 names per certificate"));
+    }
+    Ok((cn, all))
+}
+
+async fn check_issuer(state: &AppState, issuer_id: &str) -> Result<(), ApiError> {
+    match state.store.get_instance(InstanceKind::Issuer, issuer_id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::invalid(
+            "issuer_id",
+            format!("no issuer with id {issuer_id:?}; list them with GET /api/v1/issuers"),
+        )),
+    }
+}
+
+fn check_renewal(renewal: &RenewalPolicy) -> Result<(), ApiError> {
+    match renewal.renew_before_days {
+        Some(d) if d == 0 || d > 365 => Err(ApiError::invalid(
+            "renewal.renew_before_days",
+            "must be between 1 and 365 days",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Declare a certificate. It starts `pending` until it is issued.
+#[utoipa::path(post, path = "/api/v1/certificates", tag = "certificates", security(("bearer" = [])),
+    request_body = DeclareCertificate,
+    responses((status = 201, body = Certificate), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn declare(
+    caller: Authorized<perm::CertificatesWrite>,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<DeclareCertificate>,
+) -> ApiResult<(StatusCode, Json<Certificate>)> {
+    validate::resource_name("name", &body.name)?;
+    let (common_name, sans) = normalise_names(&body.common_name, &body.sans)?;
+    validate::labels("labels", &body.labels)?;
+    check_renewal(&body.renewal)?;
+    if let Some(issuer) = &body.issuer_id {
+        check_issuer(&state, issuer).await?;
+    }
+    let new = NewCertificate {
+        name: body.name,
+        common_name,
+        sans,
+        key_type: body.key_type,
+        key_generation: body.key_generation,
+        issuer_id: body.issuer_id,
+        renewal: body.renewal,
+        labels: body.labels,
+    };
+    let audit = AuditEntry::new(caller.actor(), "certificate.create", "certificate", "")
+        .with_detail(json!({"name": new.name, "sans": new.sans}));
+    let cert = state.store.create_certificate(&new, audit).await?;
+    Ok((StatusCode::CREATED, Json(cert)))
+}
+
+/// List certificates, filtered, in pages.
+#[utoipa::path(get, path = "/api/v1/certificates", tag = "certificates", security(("bearer" = [])),
+    params(ListCertificates),
+    responses((status = 200, body = Page<Certificate>), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    _caller: Authorized<perm::CertificatesRead>,
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListCertificates>,
+) -> ApiResult<Json<Page<Certificate>>> {
+    let page = PageParams {
+        cursor: params.cursor,
+        limit: params.limit,
+    }
+    .to_request()?;
+    let filter = CertificateFilter {
+        status: params.status,
+        issuer_id: params.issuer_id,
+        search: params.q.filter(|q| !q.is_empty()),
+    };
+    Ok(Json(state.store.list_certificates(&filter, &page).await?))
+}
+
+/// One certificate.
+#[utoipa::path(get, path = "/api/v1/certificates/{id}", tag = "certificates", security(("bearer" = [])),
+    responses((status = 200, body = Certificate), (status = 404, body = ErrorBody)))]
+pub async fn fetch(
+    _caller: Authorized<perm::CertificatesRead>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Certificate>> {
+    state
+        .store
+        .get_certificate(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))
+}
+
+/// Change a certificate's names, key type, issuer, renewal policy or labels.
+#[utoipa::path(patch, path = "/api/v1/certificates/{id}", tag = "certificates", security(("bearer" = [])),
+    request_body = UpdateCertificate,
+    responses((status = 200, body = Certificate), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update(
+    caller: Authorized<perm::CertificatesWrite>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateCertificate>,
+) -> ApiResult<Json<Certificate>> {
+    let Some(current) = state.store.get_certificate(&id).await? else {
+        return Err(ApiError::NotFound(format!("certificate {id}")));
+    };
+    let names = match (&body.common_name, &body.sans) {
+        (None, None) => None,
+        (cn, sans) => Some(normalise_names(
+            cn.as_ref().unwrap_or(&current.common_name),
+            sans.as_ref().unwrap_or(&current.sans),
+        )?),
+    };
+    if let Some(labels) = &body.labels {
+        validate::labels("labels", labels)?;
+    }
+    if let Some(renewal) = &body.renewal {
+        check_renewal(renewal)?;
+    }
+    if let Some(issuer) = &body.issuer_id {
+        check_issuer(&state, issuer).await?;
+    }
+    let (common_name, sans) = names.map_or((None, None), |(cn, sans)| (Some(cn), Some(sans)));
+    let patch = CertificatePatch {
+        common_name,
+        sans,
+        key_type: body.key_type,
+        issuer_id: body.issuer_id.map(Some),
+        renewal: body.renewal,
+        labels: body.labels,
+    };
+    let audit = AuditEntry::new(caller.actor(), "certificate.update", "certificate", &id);
+    state
+        .store
+        .update_certificate(&id, &patch, audit)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("certificate {id}")))
+}
+
+/// Stop managing a certificate (its versions go with it).
+#[utoipa::path(delete, path = "/api/v1/certificates/{id}", tag = "certificates", security(("bearer" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn remove(
+    caller: Authorized<perm::CertificatesWrite>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let audit = AuditEntry::new(caller.actor(), "certificate.delete", "certificate", &id);
+    if state.store.delete_certificate(&id, audit).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("certificate {id}")))
+    }
+}

@@ -1,0 +1,322 @@
+//! The `certctl` command-line client: talks to the REST API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+/// certctl: manage TLS certificates through a certctl server.
+#[derive(Parser, Debug)]
+#[command(name = "certctl", version)]
+pub struct Cli {
+    /// Server URL (https only).
+    #[arg(long, env = "CERTCTL_SERVER_URL", default_value = "https://127.0.0.1:8443")]
+    pub server: String,
+    /// API key, sent as a bearer token.
+    #[arg(long, env = "CERTCTL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// PEM CA bundle to trust for the server (e.g. <data-dir>/tls/ca.crt of a self-generated setup).
+    #[arg(long, env = "CERTCTL_SERVER_CA_BUNDLE_PATH")]
+    pub cacert: Option<PathBuf>,
+    /// Do not verify the server certificate (testing only).
+    #[arg(long, env = "CERTCTL_SERVER_TLS_INSECURE_SKIP_VERIFY")]
+    pub insecure: bool,
+    /// Print raw JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check that the server is up and its database reachable.
+    Health,
+    /// Show the server version.
+    Version,
+    /// Certificates.
+    #[command(subcommand, alias = "certificates")]
+    Certs(CertsCommand),
+    /// Issuer instances.
+    #[command(subcommand)]
+    Issuers(IssuersCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertsCommand {
+    /// List certificates.
+    List {
+        /// pending, active, expiring, expired, revoked or failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only certificates of this issuer id.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Search in names.
+        #[arg(long, short)]
+        q: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Follow cursors and list every page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one certificate.
+    Get { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IssuersCommand {
+    /// List issuer instances.
+    List,
+}
+
+/// A small API client.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    api_key: Option<String>,
+}
+
+impl Client {
+    pub fn new(cli: &Cli) -> anyhow::Result<Client> {
+        if !cli.server.starts_with("https://") {
+            return Err(anyhow!(
+                "--server / CERTCTL_SERVER_URL must be an https:// URL, got {:?}",
+                cli.server
+            ));
+        }
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(std::time::Duration::from_secs(30));
+        if let Some(path) = &cli.cacert {
+            let pem = std::fs::read(path).with_context(|| format!("cannot read --cacert {}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("--cacert {} is not a PEM certificate bundle", path.display()))?;
+            if certs.is_empty() {
+                return Err(anyhow!("--cacert {} holds no certificate", path.display()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if cli.insecure {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        Ok(Client {
+            http: builder.build().context("building the HTTP client")?,
+            base: cli.server.trim_end_matches('/').to_string(),
+            api_key: cli.api_key.clone(),
+        })
+    }
+
+    /// GETs `path` and returns the JSON body, or an error carrying the API's message.
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.get(&url).query(query);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.map_err(|e| {
+            let mut msg = format!("cannot reach {url}: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                msg.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            if msg.contains("certificate") || msg.contains("UnknownIssuer") {
+                msg.push_str(
+                    "\nhint: for a server with a self-generated certificate, pass --cacert <data-dir>/tls/ca.crt",
+                );
+            }
+            anyhow!(msg)
+        })?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let detail = &body["error"];
+        let message = detail["message"].as_str().unwrap_or("no error message");
+        let field = detail["field"]
+            .as_str()
+            .map(|f| format!(" (field {f})"))
+            .unwrap_or_default();
+        let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+            "\nhint: pass --api-key or set CERTCTL_API_KEY"
+        } else {
+            ""
+        };
+        Err(anyhow!("HTTP {status}: {message}{field}{hint}"))
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints rows as aligned columns.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.iter().map(|r| line(r.clone())));
+    out.join("\n")
+}
+
+fn cert_rows(items: &[Value]) -> Vec<Vec<String>> {
+    items
+        .iter()
+        .map(|c| {
+            vec![
+                text(&c["id"]),
+                text(&c["name"]),
+                text(&c["status"]),
+                text(&c["common_name"]),
+                text(&c["not_after"]),
+            ]
+        })
+        .collect()
+}
+
+async fn run_command(cli: &Cli) -> anyhow::Result<String> {
+    let client = Client::new(cli)?;
+    let out = match &cli.command {
+        Command::Health => {
+            let health = client.get("/health", &[]).await?;
+            let ready = client.get("/ready", &[]).await?;
+            if cli.json {
+                serde_json::json!({"health": health, "ready": ready}).to_string()
+            } else {
+                format!(
+                    "{}: {}, {}",
+                    client.base,
+                    text(&health["status"]),
+                    text(&ready["status"])
+                )
+            }
+        }
+        Command::Version => {
+            let v = client.get("/api/v1/version", &[]).await?;
+            if cli.json {
+                v.to_string()
+            } else {
+                format!(
+                    "certctl-server {} (api {}, database {})",
+                    text(&v["version"]),
+                    text(&v["api"]),
+                    text(&v["database"])
+                )
+            }
+        }
+        Command::Certs(CertsCommand::List {
+            status,
+            issuer,
+            q,
+            limit,
+            all,
+        }) => {
+            let mut query = vec![("limit", limit.to_string())];
+            for (k, v) in [("status", status), ("issuer_id", issuer), ("q", q)] {
+                if let Some(v) = v {
+                    query.push((k, v.clone()));
+                }
+            }
+            let mut items = Vec::new();
+            loop {
+                let page = client.get("/api/v1/certificates", &query).await?;
+                items.extend(page["items"].as_array().cloned().unwrap_or_default());
+                match page["next_cursor"].as_str() {
+                    Some(cursor) if *all => {
+                        query.retain(|(k, _)| *k != "cursor");
+                        query.push(("cursor", cursor.to_string()));
+                    }
+                    _ => break,
+                }
+            }
+            if cli.json {
+                Value::Array(items).to_string()
+            } else {
+                table(
+                    &["ID", "NAME", "STATUS", "COMMON NAME", "NOT AFTER"],
+                    &cert_rows(&items),
+                )
+            }
+        }
+        Command::Certs(CertsCommand::Get { id }) => {
+            let c = client.get(&format!("/api/v1/certificates/{id}"), &[]).await?;
+            if cli.json {
+                c.to_string()
+            } else {
+                serde_json::to_string_pretty(&c)?
+            }
+        }
+        Command::Issuers(IssuersCommand::List) => {
+            let page = client.get("/api/v1/issuers", &[("limit", "500".to_string())]).await?;
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            if cli.json {
+                Value::Array(items).to_string()
+            } else {
+                let rows: Vec<Vec<String>> = items
+                    .iter()
+                    .map(|i| vec![text(&i["id"]), text(&i["name"]), text(&i["plugin"])])
+                    .collect();
+                table(&["ID", "NAME", "PLUGIN"], &rows)
+            }
+        }
+    };
+    Ok(out)
+}
+
+/// Entry point of the `certctl` binary.
+pub async fn main(cli: Cli) -> ExitCode {
+    match run_command(&cli).await {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("certctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(&["A", "LONG"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    LONG\nxyz  1");
+    }
+
+    #[test]
+    fn plain_http_is_refused() {
+        let cli = Cli::parse_from(["certctl", "--server", "http://example.test", "health"]);
+        let err = Client::new(&cli).err().expect("refused").to_string();
+        assert!(err.contains("https://"), "{err}");
+    }
+}

@@ -1,0 +1,13 @@
+//! certctl: TLS certificate lifecycle platform. The binaries in `src/bin` are thin; everything
+//! lives here so tests can drive it.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod model;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,108 @@
+//! Prometheus metrics. Gauges describe the fleet and are read from the store at scrape time;
+//! counters count events as they happen and only ever go up.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::store::FleetCounts;
+
+pub struct Metrics {
+    registry: Registry,
+    certificate_total: IntGauge,
+    certificate_expiring_soon: IntGauge,
+    certificate_expired: IntGauge,
+    certificate_revoked: IntGauge,
+    agent_total: IntGauge,
+    agent_online: IntGauge,
+    job_pending: IntGauge,
+    /// Incremented by the job runner when a job completes.
+    pub job_completed_total: IntCounter,
+    /// Incremented by the job runner when a job fails for good.
+    pub job_failed_total: IntCounter,
+    pub http_requests_total: IntCounterVec,
+    pub http_request_duration_seconds: HistogramVec,
+    pub auth_failures_total: IntCounterVec,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let g = IntGauge::new(name, help)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let c = IntCounter::new(name, help)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let http_requests_total = IntCounterVec::new(
+            Opts::new(
+                "certctl_http_requests_total",
+                "HTTP requests served, by route and status.",
+            ),
+            &["method", "route", "status"],
+        )?;
+        registry.register(Box::new(http_requests_total.clone()))?;
+        let http_request_duration_seconds = HistogramVec::new(
+            HistogramOpts::new("certctl_http_request_duration_seconds", "HTTP request latency.")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            &["method", "route"],
+        )?;
+        registry.register(Box::new(http_request_duration_seconds.clone()))?;
+        let auth_failures_total = IntCounterVec::new(
+            Opts::new("certctl_auth_failures_total", "Refused API requests, by reason."),
+            &["reason"],
+        )?;
+        registry.register(Box::new(auth_failures_total.clone()))?;
+        Ok(Metrics {
+            certificate_total: gauge(&registry, "certctl_certificate_total", "Managed certificates.")?,
+            certificate_expiring_soon: gauge(
+                &registry,
+                "certctl_certificate_expiring_soon",
+                "Issued certificates expiring within 30 days.",
+            )?,
+            certificate_expired: gauge(
+                &registry,
+                "certctl_certificate_expired",
+                "Issued certificates past notAfter.",
+            )?,
+            certificate_revoked: gauge(&registry, "certctl_certificate_revoked", "Revoked certificates.")?,
+            agent_total: gauge(&registry, "certctl_agent_total", "Registered, not retired agents.")?,
+            agent_online: gauge(
+                &registry,
+                "certctl_agent_online",
+                "Agents with a heartbeat in the last 5 minutes.",
+            )?,
+            job_pending: gauge(&registry, "certctl_job_pending", "Jobs waiting to run.")?,
+            job_completed_total: counter(&registry, "certctl_job_completed_total", "Jobs completed.")?,
+            job_failed_total: counter(
+                &registry,
+                "certctl_job_failed_total",
+                "Jobs failed after their last retry.",
+            )?,
+            http_requests_total,
+            http_request_duration_seconds,
+            auth_failures_total,
+            registry,
+        })
+    }
+
+    /// Sets the fleet gauges and renders everything in the Prometheus text format.
+    pub fn render(&self, counts: &FleetCounts) -> Result<String, prometheus::Error> {
+        self.certificate_total.set(counts.certificates);
+        self.certificate_expiring_soon.set(counts.expiring_soon);
+        self.certificate_expired.set(counts.expired);
+        self.certificate_revoked.set(counts.revoked);
+        self.agent_total.set(counts.agents);
+        self.agent_online.set(counts.agents_online);
+        self.job_pending.set(counts.jobs_pending);
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}

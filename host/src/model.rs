@@ -1,0 +1,266 @@
+//! Domain types shared by the store and the API. Serde names are the API's JSON names.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
+
+use crate::auth::Role;
+
+/// Seconds since the Unix epoch, UTC. Serialised as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Timestamp(time::OffsetDateTime::now_utc().unix_timestamp())
+    }
+
+    pub fn plus_days(self, days: i64) -> Self {
+        Timestamp(self.0 + days * 86_400)
+    }
+
+    pub fn to_rfc3339(self) -> String {
+        time::OffsetDateTime::from_unix_timestamp(self.0)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_else(|| self.0.to_string())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+/// Defines a string enum with its wire names, `FromStr` listing the accepted values, and
+/// `as_str`; used for every enum that is stored as text.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $wire)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [&'static str] = &[$($wire),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($wire => Ok($name::$variant),)+
+                    other => Err(format!("unknown value {other:?}: expected one of {}", Self::ALL.join(", "))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// Private key algorithm of a certificate.
+    KeyType {
+        EcdsaP256 = "ecdsa-p256",
+        EcdsaP384 = "ecdsa-p384",
+        Rsa2048 = "rsa-2048",
+        Rsa3072 = "rsa-3072",
+        Rsa4096 = "rsa-4096",
+        Ed25519 = "ed25519",
+    }
+}
+
+wire_enum! {
+    /// Where the private key is generated: on the agent (default; the key never leaves the
+    /// node) or on the server (agentless use; stored encrypted).
+    KeyGeneration {
+        Agent = "agent",
+        Server = "server",
+    }
+}
+
+wire_enum! {
+    /// Stored lifecycle state of a certificate.
+    CertState {
+        Pending = "pending",
+        Issued = "issued",
+        Revoked = "revoked",
+        Failed = "failed",
+    }
+}
+
+wire_enum! {
+    /// Status as users see it: the stored state, with `issued` split by expiry.
+    CertStatus {
+        /// Declared, no certificate issued yet.
+        Pending = "pending",
+        /// Issued, more than 30 days left.
+        Active = "active",
+        /// Issued, expires within 30 days.
+        Expiring = "expiring",
+        /// Issued, past its notAfter.
+        Expired = "expired",
+        Revoked = "revoked",
+        Failed = "failed",
+    }
+}
+
+wire_enum! {
+    /// The three kinds of plugin instance.
+    InstanceKind {
+        Issuer = "issuer",
+        DnsSolver = "dns-solver",
+        Notifier = "notifier",
+    }
+}
+
+/// Days before notAfter inside which a certificate counts as expiring.
+pub const EXPIRING_WINDOW_DAYS: i64 = 30;
+
+impl CertStatus {
+    pub fn derive(state: CertState, not_after: Option<Timestamp>, now: Timestamp) -> CertStatus {
+        match (state, not_after) {
+            (CertState::Pending, _) => CertStatus::Pending,
+            (CertState::Revoked, _) => CertStatus::Revoked,
+            (CertState::Failed, _) => CertStatus::Failed,
+            (CertState::Issued, Some(t)) if t <= now => CertStatus::Expired,
+            (CertState::Issued, Some(t)) if t <= now.plus_days(EXPIRING_WINDOW_DAYS) => CertStatus::Expiring,
+            (CertState::Issued, _) => CertStatus::Active,
+        }
+    }
+}
+
+/// When and whether a certificate renews.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalPolicy {
+    /// Renew this many days before expiry. Unset: renew in the last third of the lifetime.
+    #[serde(default)]
+    pub renew_before_days: Option<u32>,
+    /// Renew automatically (default true).
+    #[serde(default = "default_true")]
+    pub auto_renew: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for RenewalPolicy {
+    fn default() -> Self {
+        RenewalPolicy {
+            renew_before_days: None,
+            auto_renew: true,
+        }
+    }
+}
+
+/// A managed certificate.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Certificate {
+    pub id: String,
+    pub name: String,
+    pub common_name: String,
+    pub sans: Vec<String>,
+    pub key_type: KeyType,
+    pub key_generation: KeyGeneration,
+    pub issuer_id: Option<String>,
+    pub status: CertStatus,
+    pub renewal: RenewalPolicy,
+    pub labels: BTreeMap<String, String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub not_after: Option<Timestamp>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+/// A configured plugin instance (issuer, DNS solver or notifier).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PluginInstance {
+    pub id: String,
+    pub kind: InstanceKind,
+    pub name: String,
+    pub plugin: String,
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+/// An API key as listed: never the key itself.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// One entry of the append-only audit trail.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditEvent {
+    pub id: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// A page of results. Pass `next_cursor` back as `cursor` for the next page.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_splits_issued_by_expiry() {
+        let now = Timestamp(1_000_000_000);
+        let s = |state, days: Option<i64>| CertStatus::derive(state, days.map(|d| now.plus_days(d)), now);
+        assert_eq!(s(CertState::Issued, Some(90)), CertStatus::Active);
+        assert_eq!(s(CertState::Issued, Some(30)), CertStatus::Expiring);
+        assert_eq!(s(CertState::Issued, Some(0)), CertStatus::Expired);
+        assert_eq!(s(CertState::Issued, Some(-1)), CertStatus::Expired);
+        assert_eq!(s(CertState::Revoked, Some(90)), CertStatus::Revoked);
+        assert_eq!(s(CertState::Pending, None), CertStatus::Pending);
+    }
+
+    #[test]
+    fn timestamps_serialise_as_rfc3339() {
+        assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn wire_enums_list_accepted_values_on_error() {
+        let err = "rsa-1024".parse::<KeyType>().expect_err("refused");
+        assert!(err.contains("ecdsa-p256") && err.contains("ed25519"), "{err}");
+        assert_eq!("dns-solver".parse::<InstanceKind>(), Ok(InstanceKind::DnsSolver));
+    }
+}

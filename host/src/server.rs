@@ -1,0 +1,204 @@
+//! Server start-up: data directory, database, migrations, first admin key, TLS, listener.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::api::{self, AppState, AuthSettings};
+use crate::auth::{ApiKeyHash, Role, generate_key};
+use crate::config::{AuthType, Config};
+use crate::metrics::Metrics;
+use crate::store::{AuditEntry, Store};
+use crate::tls::{self, TlsFiles};
+
+/// Creates the data directory, private to its owner.
+fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the data directory {} (CERTCTL_DATA_DIR)", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Connects to the configured database (creating the SQLite file's directory if needed).
+pub async fn connect(config: &Config) -> anyhow::Result<Store> {
+    if config.database_url.is_none() {
+        ensure_data_dir(&config.data_dir)?;
+    }
+    let url = config.effective_database_url();
+    Store::connect(&url, config.database_max_conns)
+        .await
+        .with_context(|| format!("cannot connect to the database ({})", redact_url(&url)))
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `--migrate-only`: applies migrations and returns. Needs nothing but the database URL.
+pub async fn migrate_only(config: &Config) -> anyhow::Result<Vec<i64>> {
+    let store = connect(config).await?;
+    let applied = store.migrate().await.context("migrating the database")?;
+    store.close().await;
+    Ok(applied)
+}
+
+/// Creates the first admin key when no key exists anywhere. Returns it to be shown once.
+async fn bootstrap_admin_key(config: &Config, store: &Store) -> anyhow::Result<Option<String>> {
+    if config.auth_type != AuthType::ApiKey || !config.api_keys.is_empty() || store.count_api_keys().await? > 0 {
+        return Ok(None);
+    }
+    let key = generate_key();
+    store
+        .create_api_key(
+            "admin",
+            &ApiKeyHash::of(&key),
+            Role::Admin,
+            AuditEntry::new("system", "api_key.bootstrap", "api_key", ""),
+        )
+        .await
+        .context("storing the first admin key")?;
+    Ok(Some(key))
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub tls_files: TlsFiles,
+    pub fingerprint: String,
+    /// The admin key created on this first start, if one was.
+    pub admin_key: Option<String>,
+    pub store: Store,
+    tls: RustlsConfig,
+    min_version: crate::config::TlsMinVersion,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Re-reads the certificate files (SIGHUP). On error the current certificate stays.
+    pub fn reload_tls(&self) -> anyhow::Result<String> {
+        let loaded = tls::load(&self.tls_files, self.min_version)?;
+        self.tls.reload_from_config(loaded.config);
+        Ok(loaded.fingerprint)
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to `grace`), closes the pool.
+    pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
+        self.handle.graceful_shutdown(Some(grace));
+        self.task.await.context("server task")??;
+        self.store.close().await;
+        Ok(())
+    }
+}
+
+/// Starts the server: everything up to a listening HTTPS socket.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    for var in &config.unknown_vars {
+        tracing::warn!(variable = %var, "unknown CERTCTL_* environment variable ignored (a typo?)");
+    }
+    if config.auth_type == AuthType::None {
+        tracing::warn!(
+            "CERTCTL_AUTH_TYPE=none: AUTHENTICATION IS OFF. Anyone who reaches this port is an admin. \
+             Use this only on a private, single-user machine."
+        );
+    }
+    ensure_data_dir(&config.data_dir)?;
+    let store = connect(&config).await?;
+    if config.migrations_via_hook {
+        let status = store.schema_status().await.context("checking the database schema")?;
+        if !status.is_current() {
+            bail!(
+                "the database schema is at version {} but this certctl needs {}; \
+                 CERTCTL_MIGRATIONS_VIA_HOOK=true means migrations run separately: run \
+                 `certctl-server --migrate-only` (the Helm hook does) or unset the variable",
+                status.applied,
+                status.latest
+            );
+        }
+    } else {
+        let applied = store.migrate().await.context("migrating the database")?;
+        if !applied.is_empty() {
+            tracing::info!(versions = ?applied, "database migrated");
+        }
+    }
+    let admin_key = bootstrap_admin_key(&config, &store).await?;
+
+    let tls_files = match (&config.tls_cert_path, &config.tls_key_path) {
+        (Some(cert), Some(key)) => TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: None,
+        },
+        _ => tls::ensure_self_signed(&config.data_dir, config.host)
+            .context("creating the self-generated TLS certificate")?,
+    };
+    let loaded = tls::load(&tls_files, config.tls_min_version)?;
+    let tls = RustlsConfig::from_config(loaded.config);
+
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let state = AppState {
+        store: store.clone(),
+        metrics,
+        auth: Arc::new(AuthSettings {
+            mode: config.auth_type,
+            env_keys: config.api_keys.clone(),
+        }),
+        max_body_bytes: config.max_body_bytes,
+    };
+    let app = api::router(state);
+
+    let bind = SocketAddr::new(config.host, config.port);
+    let listener = std::net::TcpListener::bind(bind).with_context(|| {
+        format!("cannot listen on {bind}: choose another CERTCTL_SERVER_PORT / CERTCTL_SERVER_HOST")
+    })?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, tls.clone())?.handle(handle.clone());
+    let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+
+    Ok(Running {
+        addr,
+        tls_files,
+        fingerprint: loaded.fingerprint,
+        admin_key,
+        store,
+        tls,
+        min_version: config.tls_min_version,
+        handle,
+        task,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://certctl:s3cret@db:5432/certctl"),
+            "postgres://certctl:***@db:5432/certctl"
+        );
+        assert_eq!(redact_url("sqlite://data/certctl.db"), "sqlite://data/certctl.db");
+    }
+}
