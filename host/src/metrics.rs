@@ -1,5 +1,9 @@
 //! Prometheus metrics. Gauges describe the fleet and are read from the store at scrape time;
 //! counters count events as they happen and only ever go up.
+//!
+//! `certctl_certificate_total` and `certctl_agent_total` keep the names of the system certctl
+//! re-implements, but they are counts that can go down, not counters. A gauge may not end in
+//! `_total` (promtool's lint refuses it), so these two are exposed as `untyped`.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
@@ -9,11 +13,9 @@ use crate::store::FleetCounts;
 
 pub struct Metrics {
     registry: Registry,
-    certificate_total: IntGauge,
     certificate_expiring_soon: IntGauge,
     certificate_expired: IntGauge,
     certificate_revoked: IntGauge,
-    agent_total: IntGauge,
     agent_online: IntGauge,
     job_pending: IntGauge,
     /// Incremented by the job runner when a job completes.
@@ -60,7 +62,6 @@ impl Metrics {
         )?;
         registry.register(Box::new(auth_failures_total.clone()))?;
         Ok(Metrics {
-            certificate_total: gauge(&registry, "certctl_certificate_total", "Managed certificates.")?,
             certificate_expiring_soon: gauge(
                 &registry,
                 "certctl_certificate_expiring_soon",
@@ -72,7 +73,6 @@ impl Metrics {
                 "Issued certificates past notAfter.",
             )?,
             certificate_revoked: gauge(&registry, "certctl_certificate_revoked", "Revoked certificates.")?,
-            agent_total: gauge(&registry, "certctl_agent_total", "Registered, not retired agents.")?,
             agent_online: gauge(
                 &registry,
                 "certctl_agent_online",
@@ -94,15 +94,27 @@ impl Metrics {
 
     /// Sets the fleet gauges and renders everything in the Prometheus text format.
     pub fn render(&self, counts: &FleetCounts) -> Result<String, prometheus::Error> {
-        self.certificate_total.set(counts.certificates);
         self.certificate_expiring_soon.set(counts.expiring_soon);
         self.certificate_expired.set(counts.expired);
         self.certificate_revoked.set(counts.revoked);
-        self.agent_total.set(counts.agents);
         self.agent_online.set(counts.agents_online);
         self.job_pending.set(counts.jobs_pending);
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
-        String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+        let mut text = String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        for (name, help, value) in [
+            (
+                "certctl_certificate_total",
+                "Managed certificates.",
+                counts.certificates,
+            ),
+            ("certctl_agent_total", "Registered, not retired agents.", counts.agents),
+        ] {
+            text.push_str(&format!(
+                "# HELP {name} {help} Untyped: a count that can go down, under its historical name.\n\
+                 # TYPE {name} untyped\n{name} {value}\n"
+            ));
+        }
+        Ok(text)
     }
 }

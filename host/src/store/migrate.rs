@@ -6,7 +6,8 @@
 //! are serialised by an advisory lock held for the whole run.
 
 use sha2::{Digest, Sha256};
-use sqlx::{Acquire, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, Row};
 
 use super::{Dialect, Store, StoreError};
 use crate::model::Timestamp;
@@ -61,9 +62,9 @@ impl SchemaStatus {
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
-async fn applied(conn: &mut sqlx::AnyConnection) -> Result<Vec<(i64, String)>, StoreError> {
+async fn applied<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(conn: E) -> Result<Vec<(i64, String)>, StoreError> {
     let rows = sqlx::query("SELECT version, checksum FROM schema_migrations ORDER BY version")
-        .fetch_all(&mut *conn)
+        .fetch_all(conn)
         .await?;
     rows.iter()
         .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
@@ -113,7 +114,7 @@ impl Store {
             }
         };
         let applied = if exists > 0 {
-            applied(&mut conn).await?
+            applied(&mut *conn).await?
         } else {
             Vec::new()
         };
@@ -148,9 +149,9 @@ impl Store {
         result
     }
 
-    async fn migrate_locked(&self, conn: &mut sqlx::AnyConnection) -> Result<Vec<i64>, StoreError> {
-        sqlx::query(CREATE_TABLE).execute(&mut *conn).await?;
-        let done = applied(conn).await?;
+    async fn migrate_locked(&self, conn: &mut PoolConnection<Any>) -> Result<Vec<i64>, StoreError> {
+        sqlx::query(CREATE_TABLE).execute(&mut **conn).await?;
+        let done = applied(&mut **conn).await?;
         check_history(self.dialect, &done)?;
         let mut newly = Vec::new();
         for m in migrations(self.dialect) {
@@ -158,7 +159,7 @@ impl Store {
                 continue;
             }
             tracing::info!(version = m.version, name = m.name, "applying migration");
-            let mut tx = conn.begin().await?;
+            let mut tx = sqlx::Connection::begin(&mut **conn).await?;
             sqlx::raw_sql(m.sql)
                 .execute(&mut *tx)
                 .await

@@ -1,0 +1,572 @@
+//! API behaviour through the router (no socket): the auth matrix for every route, bad input,
+//! filters, audit and metrics.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use certctl::auth::{Permission, Role};
+use certctl::model::Timestamp;
+use certctl::store::{AuditEntry, NewVersion};
+use serde_json::{Value, json};
+
+use crate::common::{Backend, KEYS, MAX_BODY, TestApp, key_of};
+
+/// Every route: method, path (`{cert}`, `{issuer}`, `{key}` are replaced by fresh objects),
+/// a valid body, and the permission it needs (`None`: public).
+fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Permission>)> {
+    use Permission::*;
+    vec![
+        ("GET", "/health", None, None),
+        ("GET", "/ready", None, None),
+        ("GET", "/api/v1/version", None, None),
+        ("GET", "/api/v1/openapi.json", None, None),
+        ("GET", "/api/v1/metrics/prometheus", None, Some(MetricsRead)),
+        ("GET", "/api/v1/certificates", None, Some(CertificatesRead)),
+        (
+            "POST",
+            "/api/v1/certificates",
+            Some(json!({"name": "NAME", "common_name": "a.example.test"})),
+            Some(CertificatesWrite),
+        ),
+        ("GET", "/api/v1/certificates/{cert}", None, Some(CertificatesRead)),
+        (
+            "PATCH",
+            "/api/v1/certificates/{cert}",
+            Some(json!({"labels": {"env": "prod"}})),
+            Some(CertificatesWrite),
+        ),
+        ("DELETE", "/api/v1/certificates/{cert}", None, Some(CertificatesWrite)),
+        ("GET", "/api/v1/issuers", None, Some(IssuersRead)),
+        (
+            "POST",
+            "/api/v1/issuers",
+            Some(json!({"name": "NAME", "plugin": "local-ca"})),
+            Some(IssuersWrite),
+        ),
+        ("GET", "/api/v1/issuers/{issuer}", None, Some(IssuersRead)),
+        (
+            "PATCH",
+            "/api/v1/issuers/{issuer}",
+            Some(json!({"config": {"validity_days": 30}})),
+            Some(IssuersWrite),
+        ),
+        ("DELETE", "/api/v1/issuers/{issuer}", None, Some(IssuersWrite)),
+        ("GET", "/api/v1/api-keys", None, Some(KeysManage)),
+        (
+            "POST",
+            "/api/v1/api-keys",
+            Some(json!({"name": "NAME", "role": "viewer"})),
+            Some(KeysManage),
+        ),
+        ("DELETE", "/api/v1/api-keys/{key}", None, Some(KeysManage)),
+        ("GET", "/api/v1/audit", None, Some(AuditRead)),
+    ]
+}
+
+/// Replaces placeholders with ids of freshly created objects and `NAME` with a unique name.
+async fn materialise(app: &TestApp, path: &str, body: &Option<Value>, n: usize) -> (String, Option<Value>) {
+    let mut path = path.to_string();
+    if path.contains("{cert}") {
+        path = path.replace(
+            "{cert}",
+            &app.certificate(&format!("fixture-{n}"), "fixture.example.test").await,
+        );
+    }
+    if path.contains("{issuer}") {
+        path = path.replace("{issuer}", &app.issuer(&format!("fixture-{n}")).await);
+    }
+    if path.contains("{key}") {
+        let (status, body) = app
+            .admin(
+                "POST",
+                "/api/v1/api-keys",
+                Some(json!({"name": format!("fixture-{n}"), "role": "viewer"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        path = path.replace("{key}", body["id"].as_str().expect("id"));
+    }
+    let body = body
+        .as_ref()
+        .map(|b| serde_json::from_str(&b.to_string().replace("NAME", &format!("made-{n}"))).expect("json"));
+    (path, body)
+}
+
+async fn auth_matrix_covers_every_route(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let mut n = 0;
+    for (method, template, body, permission) in routes() {
+        // No key, and an unknown key.
+        for key in [None, Some("cck_not-a-real-key-at-all")] {
+            n += 1;
+            let (path, body) = materialise(&app, template, &body, n).await;
+            let (status, resp) = app.call(method, &path, key, body).await;
+            if permission.is_some() {
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {template} key={key:?}: {resp}"
+                );
+                assert_eq!(resp["error"]["code"], "unauthorized");
+            } else {
+                assert!(status.is_success(), "{method} {template} is public: {status} {resp}");
+            }
+        }
+        for (_, key, role) in KEYS {
+            n += 1;
+            let (path, body) = materialise(&app, template, &body, n).await;
+            let (status, resp) = app.call(method, &path, Some(key), body).await;
+            let allowed = permission.is_none_or(|p| role.allows(p));
+            if allowed {
+                assert!(status.is_success(), "{method} {template} as {role:?}: {status} {resp}");
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {template} as {role:?}: {resp}");
+                let msg = resp["error"]["message"].as_str().expect("message");
+                assert!(msg.contains(permission.expect("restricted").as_str()), "{msg}");
+            }
+        }
+    }
+}
+
+async fn every_documented_route_is_in_the_matrix(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let (status, doc) = app.call("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("item").keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let placeholder = |p: &str| {
+        p.replace("{cert}", "{id}")
+            .replace("{issuer}", "{id}")
+            .replace("{key}", "{id}")
+    };
+    let tested: BTreeSet<(String, String)> = routes()
+        .iter()
+        .filter(|(_, p, _, _)| *p != "/api/v1/openapi.json")
+        .map(|(m, p, _, _)| (m.to_string(), placeholder(p)))
+        .collect();
+    assert_eq!(documented, tested, "OpenAPI document and auth matrix disagree");
+}
+
+async fn bad_bodies_get_clear_errors(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let key = Some(key_of(Role::Operator));
+    let send_raw = |body: &'static str, content_type: &'static str| {
+        Request::builder()
+            .method("POST")
+            .uri("/api/v1/certificates")
+            .header("authorization", format!("Bearer {}", key_of(Role::Operator)))
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .expect("request")
+    };
+
+    let (status, body) = app.send(send_raw("{\"name\": ", "application/json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"].as_str().expect("msg").contains("invalid JSON"),
+        "{body}"
+    );
+
+    let (status, body) = app
+        .send(send_raw("name=web", "application/x-www-form-urlencoded"))
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            json!({"name": "w", "common_name": "a.test", "colour": "red"}),
+            StatusCode::BAD_REQUEST,
+            "colour",
+        ),
+        (json!({"common_name": "a.test"}), StatusCode::BAD_REQUEST, "name"),
+        (
+            json!({"name": 5, "common_name": "a.test"}),
+            StatusCode::BAD_REQUEST,
+            "name",
+        ),
+        (
+            json!({"name": "w", "common_name": "a.test", "key_type": "rsa-1024"}),
+            StatusCode::BAD_REQUEST,
+            "key_type",
+        ),
+        (
+            json!({"name": "w", "common_name": "a.test", "renewal": {"renew_before": 3}}),
+            StatusCode::BAD_REQUEST,
+            "renewal.renew_before",
+        ),
+        (
+            json!({"name": "w", "common_name": "a.test", "sans": ["ok.test", "bad name"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sans.1",
+        ),
+        (
+            json!({"name": "has space", "common_name": "a.test"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+        (
+            json!({"name": "w", "common_name": "a.test", "issuer_id": "nope"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "issuer_id",
+        ),
+        (
+            json!({"name": "w", "common_name": "a.test", "renewal": {"renew_before_days": 0}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "renewal.renew_before_days",
+        ),
+        (
+            json!({"name": "w", "common_name": "a.test", "labels": {"bad key": "x"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "labels.bad key",
+        ),
+    ];
+    for (body, expected, field) in cases {
+        let (status, resp) = app.call("POST", "/api/v1/certificates", key, Some(body.clone())).await;
+        assert_eq!(status, expected, "{body} -> {resp}");
+        assert_eq!(resp["error"]["field"], field, "{body} -> {resp}");
+        assert!(!resp["error"]["message"].as_str().expect("message").is_empty());
+    }
+
+    let (status, resp) = app
+        .call(
+            "POST",
+            "/api/v1/issuers",
+            key,
+            Some(json!({"name": "x", "plugin": "local-ca", "config": [1]})),
+        )
+        .await;
+    assert_eq!(
+        (status, resp["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("config"))
+    );
+
+    let big = json!({"name": "w", "common_name": "a.test", "labels": {"k": "v".repeat(MAX_BODY)}});
+    let (status, resp) = app.call("POST", "/api/v1/certificates", key, Some(big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{resp}");
+    assert_eq!(resp["error"]["code"], "payload_too_large");
+}
+
+async fn bad_query_parameters_are_named(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let key = Some(key_of(Role::Viewer));
+    for (query, field) in [
+        ("status=bogus", "status"),
+        ("limit=0", "limit"),
+        ("limit=many", "limit"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, resp) = app
+            .call("GET", &format!("/api/v1/certificates?{query}"), key, None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {resp}");
+        assert_eq!(resp["error"]["field"], field, "{query}: {resp}");
+    }
+    let (status, resp) = app.call("GET", "/api/v1/audit?cursor=abc", key, None).await;
+    assert_eq!(
+        (status, resp["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("cursor"))
+    );
+    let (status, resp) = app.call("GET", "/api/v1/nothing-here", key, None).await;
+    assert_eq!(
+        (status, resp["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+}
+
+async fn conflicts_and_missing_objects(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    app.certificate("web", "web.example.test").await;
+    let (status, resp) = app
+        .admin(
+            "POST",
+            "/api/v1/certificates",
+            Some(json!({"name": "web", "common_name": "x.test"})),
+        )
+        .await;
+    assert_eq!(
+        (status, resp["error"]["field"].as_str()),
+        (StatusCode::CONFLICT, Some("name"))
+    );
+
+    let issuer = app.issuer("ca").await;
+    let (status, cert) = app
+        .admin(
+            "POST",
+            "/api/v1/certificates",
+            Some(json!({"name": "api", "common_name": "api.test", "issuer_id": issuer})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{cert}");
+    let (status, resp) = app.admin("DELETE", &format!("/api/v1/issuers/{issuer}"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{resp}");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("1 certificate"),
+        "{resp}"
+    );
+
+    for path in ["/api/v1/certificates/nope", "/api/v1/issuers/nope"] {
+        let (status, _) = app.admin("GET", path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        let (status, _) = app.admin("DELETE", path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _) = app
+        .admin("PATCH", "/api/v1/certificates/nope", Some(json!({"labels": {}})))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn declared_names_are_normalised(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let (status, cert) = app
+        .admin(
+            "POST",
+            "/api/v1/certificates",
+            Some(json!({"name": "shop", "common_name": "Shop.Example.TEST.", "sans": ["www.example.test", "shop.example.test", "10.0.0.1"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{cert}");
+    assert_eq!(cert["common_name"], "shop.example.test");
+    assert_eq!(
+        cert["sans"],
+        json!(["shop.example.test", "www.example.test", "10.0.0.1"])
+    );
+    assert_eq!(cert["key_type"], "ecdsa-p256");
+    assert_eq!(cert["key_generation"], "agent");
+    assert_eq!(cert["status"], "pending");
+
+    let id = cert["id"].as_str().expect("id");
+    let (status, updated) = app
+        .admin(
+            "PATCH",
+            &format!("/api/v1/certificates/{id}"),
+            Some(json!({"common_name": "new.example.test"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["sans"][0], "new.example.test");
+    assert!(
+        updated["sans"]
+            .as_array()
+            .expect("sans")
+            .contains(&json!("www.example.test"))
+    );
+}
+
+async fn list_filters_and_pages(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let issuer = app.issuer("ca").await;
+    for i in 0..5 {
+        let (status, _) = app
+            .admin(
+                "POST",
+                "/api/v1/certificates",
+                Some(json!({"name": format!("svc-{i}"), "common_name": format!("svc{i}.example.test"), "issuer_id": issuer})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    app.certificate("other", "other.example.test").await;
+    let key = Some(key_of(Role::Viewer));
+    let (_, page) = app
+        .call(
+            "GET",
+            &format!("/api/v1/certificates?issuer_id={issuer}&limit=2"),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(page["items"].as_array().expect("items").len(), 2);
+    let cursor = page["next_cursor"].as_str().expect("more pages");
+    let (_, page2) = app
+        .call(
+            "GET",
+            &format!("/api/v1/certificates?issuer_id={issuer}&limit=2&cursor={cursor}"),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(page2["items"].as_array().expect("items").len(), 2);
+    assert_ne!(page["items"][0]["id"], page2["items"][0]["id"]);
+    let (_, found) = app.call("GET", "/api/v1/certificates?q=OTHER", key, None).await;
+    assert_eq!(found["items"].as_array().expect("items").len(), 1);
+    assert_eq!(found["items"][0]["name"], "other");
+    let (_, pending) = app
+        .call("GET", "/api/v1/certificates?status=pending&limit=500", key, None)
+        .await;
+    assert_eq!(pending["items"].as_array().expect("items").len(), 6);
+}
+
+async fn mutations_are_audited_with_the_actor(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let op = Some(key_of(Role::Operator));
+    let (_, cert) = app
+        .call(
+            "POST",
+            "/api/v1/certificates",
+            op,
+            Some(json!({"name": "web", "common_name": "web.test"})),
+        )
+        .await;
+    let id = cert["id"].as_str().expect("id").to_string();
+    app.call(
+        "PATCH",
+        &format!("/api/v1/certificates/{id}"),
+        op,
+        Some(json!({"labels": {"a": "b"}})),
+    )
+    .await;
+    app.call("DELETE", &format!("/api/v1/certificates/{id}"), op, None)
+        .await;
+    // A refused call changes nothing and is not audited.
+    app.call("DELETE", &format!("/api/v1/certificates/{id}"), op, None)
+        .await;
+    let (status, audit) = app
+        .call(
+            "GET",
+            &format!("/api/v1/audit?target_id={id}"),
+            Some(key_of(Role::Viewer)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["certificate.delete", "certificate.update", "certificate.create"]
+    );
+    assert!(
+        audit["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|e| e["actor"] == "operator-key")
+    );
+}
+
+async fn created_api_keys_work_and_are_shown_once(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let (status, created) = app
+        .admin(
+            "POST",
+            "/api/v1/api-keys",
+            Some(json!({"name": "grafana", "role": "metrics"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().expect("key shown on creation").to_string();
+    let (status, _) = app.call("GET", "/api/v1/metrics/prometheus", Some(&key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.call("GET", "/api/v1/certificates", Some(&key), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, list) = app.admin("GET", "/api/v1/api-keys", None).await;
+    assert!(!list.to_string().contains(&key), "listing never shows keys");
+    let (status, resp) = app
+        .admin(
+            "POST",
+            "/api/v1/api-keys",
+            Some(json!({"name": "admin-key", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "name taken by an environment key: {resp}");
+    let id = created["id"].as_str().expect("id");
+    let (status, _) = app.admin("DELETE", &format!("/api/v1/api-keys/{id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app.call("GET", "/api/v1/metrics/prometheus", Some(&key), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a deleted key stops working at once");
+}
+
+/// `promtool check metrics` on the real exposition, with every series populated.
+async fn metrics_reflect_the_fleet_and_pass_promtool(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let id = app.certificate("web", "web.example.test").await;
+    app.certificate("pending", "pending.example.test").await;
+    let now = Timestamp::now();
+    app.store
+        .add_version(
+            &id,
+            &NewVersion {
+                serial: "0a".into(),
+                fingerprint_sha256: "11".repeat(32),
+                not_before: now.plus_days(-80),
+                not_after: now.plus_days(5),
+                chain_pem: String::new(),
+            },
+            AuditEntry::new("tester", "certificate.issue", "certificate", &id),
+        )
+        .await
+        .expect("version");
+    app.call("GET", "/api/v1/certificates", None, None).await; // an auth failure, counted
+    let (status, text) = app
+        .call("GET", "/api/v1/metrics/prometheus", Some(key_of(Role::Metrics)), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().expect("text body").to_string();
+    for line in [
+        "certctl_certificate_total 2",
+        "certctl_certificate_expiring_soon 1",
+        "certctl_certificate_expired 0",
+        "certctl_certificate_revoked 0",
+        "certctl_agent_total 0",
+        "certctl_agent_online 0",
+        "certctl_job_pending 0",
+        "certctl_job_completed_total 0",
+        "certctl_job_failed_total 0",
+        "certctl_auth_failures_total{reason=\"missing_key\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    assert!(
+        text.contains("certctl_http_requests_total{method=\"POST\",route=\"/api/v1/certificates\",status=\"201\"} 2"),
+        "{text}"
+    );
+
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by scripts/test.sh (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+crate::on_both_backends!(
+    auth_matrix_covers_every_route,
+    every_documented_route_is_in_the_matrix,
+    bad_bodies_get_clear_errors,
+    bad_query_parameters_are_named,
+    conflicts_and_missing_objects,
+    declared_names_are_normalised,
+    list_filters_and_pages,
+    mutations_are_audited_with_the_actor,
+    created_api_keys_work_and_are_shown_once,
+    metrics_reflect_the_fleet_and_pass_promtool,
+);

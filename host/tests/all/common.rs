@@ -1,0 +1,200 @@
+//! Shared fixtures: databases on both dialects, an app with one key per role.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use certctl::api::{self, AppState, AuthSettings};
+use certctl::auth::{ApiKeyHash, Role};
+use certctl::config::{AuthType, NamedKey};
+use certctl::metrics::Metrics;
+use certctl::store::Store;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use sqlx::{Connection, Executor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The admin URL of the PostgreSQL server the test script started.
+pub fn postgres_admin_url() -> String {
+    std::env::var("CERTCTL_TEST_POSTGRES_URL")
+        .expect("CERTCTL_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL")
+}
+
+/// A fresh, empty database: a SQLite file in a temp dir, or a new PostgreSQL database.
+pub struct TestDb {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("certctl.db").display()),
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("certctl_test_{}", uuid::Uuid::now_v7().simple());
+                sqlx::any::install_default_drivers();
+                let mut conn = sqlx::AnyConnection::connect(&admin)
+                    .await
+                    .expect("connect to test PostgreSQL");
+                conn.execute(format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create test database");
+                conn.close().await.expect("close");
+                match admin.rfind('/') {
+                    Some(i) => format!("{}/{name}", &admin[..i]),
+                    None => panic!("CERTCTL_TEST_POSTGRES_URL has no database part: {admin}"),
+                }
+            }
+        };
+        TestDb { url, dir }
+    }
+
+    /// Connected and migrated.
+    pub async fn store(&self) -> Store {
+        let store = Store::connect(&self.url, 4).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+}
+
+/// The plain API keys the test app accepts, by role.
+pub const KEYS: &[(&str, &str, Role)] = &[
+    ("admin-key", "test-admin-key-0123456789", Role::Admin),
+    ("operator-key", "test-operator-key-0123456789", Role::Operator),
+    ("viewer-key", "test-viewer-key-0123456789", Role::Viewer),
+    ("agent-key", "test-agent-key-0123456789", Role::Agent),
+    ("metrics-key", "test-metrics-key-0123456789", Role::Metrics),
+];
+
+pub fn key_of(role: Role) -> &'static str {
+    KEYS.iter()
+        .find(|(_, _, r)| *r == role)
+        .map(|(_, k, _)| *k)
+        .expect("role has a key")
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub store: Store,
+    pub db: TestDb,
+}
+
+pub const MAX_BODY: usize = 64 * 1024;
+
+impl TestApp {
+    pub async fn new(backend: Backend) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let store = db.store().await;
+        let state = AppState {
+            store: store.clone(),
+            metrics: Arc::new(Metrics::new().expect("metrics")),
+            auth: Arc::new(AuthSettings {
+                mode: AuthType::ApiKey,
+                env_keys: KEYS
+                    .iter()
+                    .map(|(name, key, role)| NamedKey {
+                        name: name.to_string(),
+                        hash: ApiKeyHash::of(key),
+                        role: *role,
+                    })
+                    .collect(),
+            }),
+            max_body_bytes: MAX_BODY,
+        };
+        TestApp {
+            router: api::router(state),
+            store,
+            db,
+        }
+    }
+
+    /// Sends a request; `body` is sent as JSON when given.
+    pub async fn call(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(k) = key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(req.body(body).expect("request")).await
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        use tower::ServiceExt;
+        let resp = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, value)
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call(method, path, Some(key_of(Role::Admin)), body).await
+    }
+
+    /// Creates an issuer and returns its id.
+    pub async fn issuer(&self, name: &str) -> String {
+        let (status, body) = self
+            .admin(
+                "POST",
+                "/api/v1/issuers",
+                Some(serde_json::json!({"name": name, "plugin": "local-ca"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("id").to_string()
+    }
+
+    /// Declares a certificate and returns its id.
+    pub async fn certificate(&self, name: &str, common_name: &str) -> String {
+        let (status, body) = self
+            .admin(
+                "POST",
+                "/api/v1/certificates",
+                Some(serde_json::json!({"name": name, "common_name": common_name})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("id").to_string()
+    }
+}
+
+/// Runs each listed async test function against SQLite and against PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}

@@ -1,0 +1,7 @@
+//! All integration tests in one binary (one link step, shared fixtures).
+//! PostgreSQL tests need CERTCTL_TEST_POSTGRES_URL, which scripts/test.sh sets.
+
+mod api;
+mod common;
+mod server;
+mod store;

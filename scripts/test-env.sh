@@ -1,0 +1,47 @@
+# Sourced by scripts/test.sh: installs and starts what the test suite needs.
+# Everything listens on loopback only; state lives in a temp dir removed on exit.
+
+need_pkgs=()
+pg_bin=""
+for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && pg_bin="$d"
+done
+[ -n "$pg_bin" ] || need_pkgs+=(postgresql)
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    echo "==> installing ${need_pkgs[*]} (Debian packages)"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: ${need_pkgs[*]} missing and not root; install them with apt-get" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+    for d in /usr/lib/postgresql/*/bin; do
+        [ -x "$d/initdb" ] && pg_bin="$d"
+    done
+fi
+
+CERTCTL_TEST_STATE=$(mktemp -d /tmp/certctl-test.XXXXXX)
+chmod 755 "$CERTCTL_TEST_STATE"
+pg_dir="$CERTCTL_TEST_STATE/pg"
+mkdir -p "$pg_dir"
+as_pg=()
+if [ "$(id -u)" -eq 0 ]; then
+    chown postgres: "$pg_dir"
+    as_pg=(runuser -u postgres --)
+fi
+# A free port: ask the kernel for one.
+pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+
+stop_test_env() {
+    "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$CERTCTL_TEST_STATE"
+}
+trap stop_test_env EXIT
+
+echo "==> starting PostgreSQL on 127.0.0.1:$pg_port"
+"${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" --auth=trust -U postgres >/dev/null
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w start \
+    -o "-p $pg_port -c listen_addresses=127.0.0.1 -k $pg_dir -c max_connections=300 -c fsync=off" >/dev/null
+
+export CERTCTL_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
