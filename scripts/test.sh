@@ -12,4 +12,7 @@ cargo fmt --all --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test"
-cargo test --workspace "$@"
+log="$CERTCTL_TEST_STATE/cargo-test.log"
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "certctl tests: %d passed, %d failed\n", p, f }' "$log"
