@@ -69,6 +69,12 @@ pub enum Permission {
     KeysManage,
     #[serde(rename = "metrics.read")]
     MetricsRead,
+    /// List plugins; read DNS-solver and notifier instances.
+    #[serde(rename = "plugins.read")]
+    PluginsRead,
+    /// Manage DNS-solver and notifier instances and run their test actions.
+    #[serde(rename = "plugins.write")]
+    PluginsWrite,
 }
 
 impl Permission {
@@ -81,6 +87,8 @@ impl Permission {
             Permission::AuditRead => "audit.read",
             Permission::KeysManage => "keys.manage",
             Permission::MetricsRead => "metrics.read",
+            Permission::PluginsRead => "plugins.read",
+            Permission::PluginsWrite => "plugins.write",
         }
     }
 }
@@ -123,6 +131,8 @@ impl Role {
                 AuditRead,
                 KeysManage,
                 MetricsRead,
+                PluginsRead,
+                PluginsWrite,
             ],
             Role::Operator => &[
                 CertificatesRead,
@@ -131,8 +141,10 @@ impl Role {
                 IssuersWrite,
                 AuditRead,
                 MetricsRead,
+                PluginsRead,
+                PluginsWrite,
             ],
-            Role::Viewer => &[CertificatesRead, IssuersRead, AuditRead],
+            Role::Viewer => &[CertificatesRead, IssuersRead, AuditRead, PluginsRead],
             Role::Agent => &[],
             Role::Metrics => &[MetricsRead],
         }

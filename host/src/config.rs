@@ -36,6 +36,12 @@ pub const SERVER_VARS: &[&str] = &[
     "CERTCTL_CONFIG_ENCRYPTION_KEY",
     "CERTCTL_MIGRATIONS_VIA_HOOK",
     "CERTCTL_MAX_BODY_BYTES",
+    "CERTCTL_PLUGIN_DIRS",
+    "CERTCTL_PLUGIN_GRANTS",
+    "CERTCTL_PLUGIN_POOLING",
+    "CERTCTL_PLUGIN_CA_BUNDLE",
+    "CERTCTL_PLUGIN_MEMORY_MB",
+    "CERTCTL_PLUGIN_CALL_TIMEOUT_SECONDS",
 ];
 
 /// Variables of the agent and the CLI; the server ignores them without a warning.
@@ -131,6 +137,13 @@ pub struct Config {
     pub encryption_key: Option<EncryptionKey>,
     pub migrations_via_hook: bool,
     pub max_body_bytes: usize,
+    /// Plugin directories; `None` means the built-in directory next to the binary, if any.
+    pub plugin_dirs: Option<Vec<PathBuf>>,
+    pub plugin_grants: Option<PathBuf>,
+    pub plugin_pooling: crate::plugins::Pooling,
+    pub plugin_ca_bundle: Option<PathBuf>,
+    pub plugin_memory_mb: usize,
+    pub plugin_call_timeout_secs: u64,
     /// `CERTCTL_*` variables that nothing reads (probably typos), reported at start-up.
     pub unknown_vars: Vec<String>,
 }
@@ -182,6 +195,12 @@ struct FileValues {
     config_encryption_key: Option<String>,
     migrations_via_hook: Option<bool>,
     max_body_bytes: Option<usize>,
+    plugin_dirs: Option<String>,
+    plugin_grants: Option<PathBuf>,
+    plugin_pooling: Option<String>,
+    plugin_ca_bundle: Option<PathBuf>,
+    plugin_memory_mb: Option<usize>,
+    plugin_call_timeout_seconds: Option<u64>,
 }
 
 /// Where a raw value came from, for error messages.
@@ -472,6 +491,61 @@ impl Config {
         )?
         .unwrap_or(1024 * 1024);
 
+        let plugin_dirs = parse_with(
+            r.raw(None, "CERTCTL_PLUGIN_DIRS", file.plugin_dirs),
+            "a comma-separated list of directories",
+            |s| {
+                let dirs: Vec<PathBuf> = s
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(PathBuf::from)
+                    .collect();
+                Some(dirs)
+            },
+        )?;
+        let plugin_grants = parse_with(
+            r.raw(None, "CERTCTL_PLUGIN_GRANTS", path_str(file.plugin_grants)),
+            "a path to a TOML grants file",
+            non_empty_path,
+        )?;
+        let plugin_pooling = parse_with(
+            r.raw(None, "CERTCTL_PLUGIN_POOLING", file.plugin_pooling),
+            "auto, on or off",
+            |s| match s {
+                "auto" => Some(crate::plugins::Pooling::Auto),
+                "on" => Some(crate::plugins::Pooling::On),
+                "off" => Some(crate::plugins::Pooling::Off),
+                _ => None,
+            },
+        )?
+        .unwrap_or(crate::plugins::Pooling::Auto);
+        let plugin_ca_bundle = parse_with(
+            r.raw(None, "CERTCTL_PLUGIN_CA_BUNDLE", path_str(file.plugin_ca_bundle)),
+            "a path to a PEM CA bundle",
+            non_empty_path,
+        )?;
+        let plugin_memory_mb = parse_with(
+            r.raw(
+                None,
+                "CERTCTL_PLUGIN_MEMORY_MB",
+                file.plugin_memory_mb.map(|n| n.to_string()),
+            ),
+            "a number of MiB from 16 to 4096",
+            |s| s.parse::<usize>().ok().filter(|n| (16..=4096).contains(n)),
+        )?
+        .unwrap_or(64);
+        let plugin_call_timeout_secs = parse_with(
+            r.raw(
+                None,
+                "CERTCTL_PLUGIN_CALL_TIMEOUT_SECONDS",
+                file.plugin_call_timeout_seconds.map(|n| n.to_string()),
+            ),
+            "a number of seconds from 1 to 3600",
+            |s| s.parse::<u64>().ok().filter(|n| (1..=3600).contains(n)),
+        )?
+        .unwrap_or(30);
+
         let unknown_vars = env
             .keys()
             .filter(|k| k.starts_with("CERTCTL_"))
@@ -495,6 +569,12 @@ impl Config {
             encryption_key,
             migrations_via_hook,
             max_body_bytes,
+            plugin_dirs,
+            plugin_grants,
+            plugin_pooling,
+            plugin_ca_bundle,
+            plugin_memory_mb,
+            plugin_call_timeout_secs,
             unknown_vars,
         })
     }
@@ -567,6 +647,9 @@ mod tests {
             ("CERTCTL_DATABASE_URL", "mysql://x", "postgres://"),
             ("CERTCTL_CONFIG_ENCRYPTION_KEY", "short", "32 random bytes"),
             ("CERTCTL_SERVER_TLS_MIN_VERSION", "1.1", "1.2 or 1.3"),
+            ("CERTCTL_PLUGIN_POOLING", "maybe", "auto, on or off"),
+            ("CERTCTL_PLUGIN_MEMORY_MB", "8", "16 to 4096"),
+            ("CERTCTL_PLUGIN_CALL_TIMEOUT_SECONDS", "0", "1 to 3600"),
             ("CERTCTL_API_KEYS_NAMED", "ops", "name:key[:role]"),
             ("CERTCTL_API_KEYS_NAMED", "ops:0123456789abcdef:root", "role one of"),
             ("CERTCTL_API_KEYS_NAMED", "ops:short", "at least 16"),

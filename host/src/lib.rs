@@ -7,6 +7,8 @@ pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod model;
+pub mod plugins;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod telemetry;

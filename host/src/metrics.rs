@@ -25,6 +25,9 @@ pub struct Metrics {
     pub http_requests_total: IntCounterVec,
     pub http_request_duration_seconds: HistogramVec,
     pub auth_failures_total: IntCounterVec,
+    pub plugin_calls_total: IntCounterVec,
+    pub plugin_call_duration_seconds: HistogramVec,
+    pub plugin_traps_total: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -61,6 +64,31 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(auth_failures_total.clone()))?;
+        let plugin_calls_total = IntCounterVec::new(
+            Opts::new(
+                "certctl_plugin_calls_total",
+                "Plugin calls, by outcome (ok, plugin_error, timeout, memory, trap, host_error).",
+            ),
+            &["plugin", "kind", "op", "outcome"],
+        )?;
+        registry.register(Box::new(plugin_calls_total.clone()))?;
+        let plugin_call_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "certctl_plugin_call_duration_seconds",
+                "Plugin call duration, instantiation included.",
+            )
+            .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+            &["plugin", "kind", "op"],
+        )?;
+        registry.register(Box::new(plugin_call_duration_seconds.clone()))?;
+        let plugin_traps_total = IntCounterVec::new(
+            Opts::new(
+                "certctl_plugin_traps_total",
+                "Plugin calls stopped by the sandbox, by reason (timeout, memory, trap).",
+            ),
+            &["plugin", "reason"],
+        )?;
+        registry.register(Box::new(plugin_traps_total.clone()))?;
         Ok(Metrics {
             certificate_expiring_soon: gauge(
                 &registry,
@@ -88,6 +116,9 @@ impl Metrics {
             http_requests_total,
             http_request_duration_seconds,
             auth_failures_total,
+            plugin_calls_total,
+            plugin_call_duration_seconds,
+            plugin_traps_total,
             registry,
         })
     }

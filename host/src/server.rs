@@ -12,6 +12,9 @@ use crate::api::{self, AppState, AuthSettings};
 use crate::auth::{ApiKeyHash, Role, generate_key};
 use crate::config::{AuthType, Config};
 use crate::metrics::Metrics;
+use crate::plugins::registry::Registry;
+use crate::plugins::sandbox::Limits;
+use crate::plugins::{Runtime, RuntimeSettings, grants::Grants};
 use crate::store::{AuditEntry, Store};
 use crate::tls::{self, TlsFiles};
 
@@ -79,6 +82,53 @@ async fn bootstrap_admin_key(config: &Config, store: &Store) -> anyhow::Result<O
     Ok(Some(key))
 }
 
+/// The plugin directories in effect: the configured ones, or the built-in directory shipped
+/// next to the binary (`<bin>/../plugins`, as `scripts/run.sh` builds it, or
+/// `/usr/lib/certctl/plugins` in the container image).
+pub fn plugin_dirs(config: &Config) -> Vec<std::path::PathBuf> {
+    if let Some(dirs) = &config.plugin_dirs {
+        return dirs.clone();
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(bin_dir) = exe.parent()
+    {
+        candidates.push(bin_dir.join("plugins"));
+        if let Some(up) = bin_dir.parent() {
+            candidates.push(up.join("plugins"));
+        }
+    }
+    candidates.push(std::path::PathBuf::from("/usr/lib/certctl/plugins"));
+    candidates.into_iter().filter(|d| d.is_dir()).take(1).collect()
+}
+
+/// Builds the plugin runtime and loads every plugin directory once.
+pub async fn start_plugins(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Registry>> {
+    let grants = match &config.plugin_grants {
+        Some(path) => Grants::load(path).map_err(|e| anyhow::anyhow!("{e} (CERTCTL_PLUGIN_GRANTS)"))?,
+        None => Grants::default(),
+    };
+    let settings = RuntimeSettings {
+        limits: Limits {
+            memory_bytes: config.plugin_memory_mb * 1024 * 1024,
+            wall: Duration::from_secs(config.plugin_call_timeout_secs),
+            ..Limits::default()
+        },
+        pooling: config.plugin_pooling,
+        cache_dir: Some(config.data_dir.join("plugin-cache")),
+        ca_bundle: config.plugin_ca_bundle.clone(),
+    };
+    let runtime = Runtime::new(settings).context("starting the plugin runtime")?;
+    tracing::info!(pooling = runtime.pooling_active, "plugin runtime ready");
+    let registry = Arc::new(Registry::new(runtime, plugin_dirs(config), grants, metrics));
+    let loader = registry.clone();
+    let (loaded, refused) = tokio::task::spawn_blocking(move || loader.reload())
+        .await
+        .context("loading plugins")?;
+    tracing::info!(loaded, refused, "plugins loaded");
+    Ok(registry)
+}
+
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
@@ -89,8 +139,10 @@ pub struct Running {
     pub store: Store,
     tls: RustlsConfig,
     min_version: crate::config::TlsMinVersion,
+    pub plugins: Arc<Registry>,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -103,6 +155,7 @@ impl Running {
 
     /// Stops accepting connections, lets in-flight requests finish (up to `grace`), closes the pool.
     pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
+        self.watcher.abort();
         self.handle.graceful_shutdown(Some(grace));
         self.task.await.context("server task")??;
         self.store.close().await;
@@ -155,9 +208,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let tls = RustlsConfig::from_config(loaded.config);
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let plugins = start_plugins(&config, metrics.clone()).await?;
+    let watcher = plugins.clone().watch(Duration::from_secs(5));
     let state = AppState {
         store: store.clone(),
         metrics,
+        plugins: plugins.clone(),
         auth: Arc::new(AuthSettings {
             mode: config.auth_type,
             env_keys: config.api_keys.clone(),
@@ -184,8 +240,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         store,
         tls,
         min_version: config.tls_min_version,
+        plugins,
         handle,
         task,
+        watcher,
     })
 }
 

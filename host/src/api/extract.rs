@@ -87,6 +87,27 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// An optional JSON body: absent (no content type, no bytes) is `None`; present is parsed
+/// with the same rules as a required one.
+impl<T: DeserializeOwned> axum::extract::OptionalFromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        let has_type = req.headers().contains_key(header::CONTENT_TYPE);
+        let length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if !has_type && length.unwrap_or(0) == 0 {
+            return Ok(None);
+        }
+        <ApiJson<T> as FromRequest<AppState>>::from_request(req, state)
+            .await
+            .map(Some)
+    }
+}
+
 /// Query parameters; unknown parameters and bad values are a 400 naming the parameter.
 pub struct ApiQuery<T>(pub T);
 
@@ -133,7 +154,9 @@ needs!(
     IssuersWrite,
     AuditRead,
     KeysManage,
-    MetricsRead
+    MetricsRead,
+    PluginsRead,
+    PluginsWrite
 );
 
 /// An authenticated caller holding permission `P`. 401 without a known key, 403 without `P`.
@@ -172,51 +195,85 @@ async fn authenticate(state: &AppState, key: &str) -> Result<Option<Principal>, 
     }))
 }
 
+/// Authenticates the request: the principal behind its bearer key (401 when there is none).
+async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    match state.auth.mode {
+        AuthType::None => Ok(Principal {
+            name: "anonymous".to_string(),
+            role: Role::Admin,
+        }),
+        AuthType::ApiKey => {
+            let Some(key) = bearer(parts) else {
+                state
+                    .metrics
+                    .auth_failures_total
+                    .with_label_values(&["missing_key"])
+                    .inc();
+                return Err(ApiError::Unauthorized(
+                    "missing API key: send it as 'Authorization: Bearer <key>'",
+                ));
+            };
+            match authenticate(state, key).await? {
+                Some(p) => Ok(p),
+                None => {
+                    state
+                        .metrics
+                        .auth_failures_total
+                        .with_label_values(&["unknown_key"])
+                        .inc();
+                    Err(ApiError::Unauthorized("unknown API key"))
+                }
+            }
+        }
+    }
+}
+
+fn require(state: &AppState, principal: &Principal, permission: Permission) -> Result<(), ApiError> {
+    if principal.can(permission) {
+        return Ok(());
+    }
+    state
+        .metrics
+        .auth_failures_total
+        .with_label_values(&["forbidden"])
+        .inc();
+    Err(ApiError::Forbidden {
+        role: principal.role.as_str(),
+        permission: permission.as_str(),
+    })
+}
+
 impl<P: Needs> FromRequestParts<AppState> for Authorized<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let principal = match state.auth.mode {
-            AuthType::None => Principal {
-                name: "anonymous".to_string(),
-                role: Role::Admin,
-            },
-            AuthType::ApiKey => {
-                let Some(key) = bearer(parts) else {
-                    state
-                        .metrics
-                        .auth_failures_total
-                        .with_label_values(&["missing_key"])
-                        .inc();
-                    return Err(ApiError::Unauthorized(
-                        "missing API key: send it as 'Authorization: Bearer <key>'",
-                    ));
-                };
-                match authenticate(state, key).await? {
-                    Some(p) => p,
-                    None => {
-                        state
-                            .metrics
-                            .auth_failures_total
-                            .with_label_values(&["unknown_key"])
-                            .inc();
-                        return Err(ApiError::Unauthorized("unknown API key"));
-                    }
-                }
-            }
-        };
-        if !principal.can(P::PERMISSION) {
-            state
-                .metrics
-                .auth_failures_total
-                .with_label_values(&["forbidden"])
-                .inc();
-            return Err(ApiError::Forbidden {
-                role: principal.role.as_str(),
-                permission: P::PERMISSION.as_str(),
-            });
-        }
-        Ok(Authorized(principal, PhantomData))
+        let p = principal(parts, state).await?;
+        require(state, &p, P::PERMISSION)?;
+        Ok(Authorized(p, PhantomData))
+    }
+}
+
+/// An authenticated caller whose permission depends on the request (e.g. on the instance kind
+/// in the path); the handler calls [`Caller::require`] before doing anything.
+pub struct Caller {
+    pub principal: Principal,
+    state: AppState,
+}
+
+impl Caller {
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        require(&self.state, &self.principal, permission)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Caller {
+            principal: principal(parts, state).await?,
+            state: state.clone(),
+        })
     }
 }
 

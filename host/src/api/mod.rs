@@ -8,6 +8,7 @@ pub mod extract;
 mod instances;
 mod keys;
 pub mod openapi;
+mod plugins;
 mod system;
 mod validate;
 
@@ -25,6 +26,7 @@ use utoipa::IntoParams;
 use self::error::ApiError;
 use crate::config::{AuthType, NamedKey};
 use crate::metrics::Metrics;
+use crate::plugins::registry::Registry;
 use crate::store::{PageRequest, Store};
 
 /// How callers are authenticated.
@@ -39,6 +41,7 @@ pub struct AuthSettings {
 pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    pub plugins: Arc<Registry>,
     pub auth: Arc<AuthSettings>,
     pub max_body_bytes: usize,
 }
@@ -103,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .merge(certificates::routes())
         .merge(instances::routes())
         .merge(keys::routes())
+        .merge(plugins::routes())
         .merge(audit::routes());
     Router::new()
         .route("/health", get(system::health))

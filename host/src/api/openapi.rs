@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, certificates, error, instances, keys, system};
+use super::{audit, certificates, error, instances, keys, plugins, system};
 use crate::model;
 
 struct BearerAuth;
@@ -19,13 +19,44 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The instance handlers serve three kinds from one set of functions, annotated once for
+/// issuers (and the test action once for notifiers); this copies those paths to the others.
+struct InstanceKinds;
+
+impl Modify for InstanceKinds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let paths = openapi.paths.paths.clone();
+        for (path, item) in paths {
+            let targets: &[&str] = if path.starts_with("/api/v1/issuers") {
+                &["/api/v1/dns-solvers", "/api/v1/notifiers"]
+            } else if path.starts_with("/api/v1/notifiers/") {
+                &["/api/v1/dns-solvers"]
+            } else {
+                &[]
+            };
+            let prefix = if path.starts_with("/api/v1/issuers") {
+                "/api/v1/issuers"
+            } else {
+                "/api/v1/notifiers"
+            };
+            for target in targets {
+                openapi
+                    .paths
+                    .paths
+                    .insert(path.replacen(prefix, target, 1), item.clone());
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "certctl API", description = "TLS certificate lifecycle: certificates, issuers, audit, metrics."),
     paths(
         system::health, system::ready, system::version, system::metrics,
         certificates::declare, certificates::list, certificates::fetch, certificates::update, certificates::remove,
-        instances::create, instances::list, instances::fetch, instances::update, instances::remove,
+        instances::create, instances::list, instances::fetch, instances::update, instances::remove, instances::test,
+        plugins::list,
         keys::create, keys::list, keys::remove,
         audit::list,
     ),
@@ -34,7 +65,7 @@ impl Modify for BearerAuth {
         model::ApiKeyInfo, model::CertStatus, model::KeyType, model::KeyGeneration, model::RenewalPolicy,
         model::InstanceKind, crate::auth::Role,
     )),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &InstanceKinds)
 )]
 pub struct ApiDoc;
 

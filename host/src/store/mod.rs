@@ -728,6 +728,12 @@ impl Store {
 
     // ---- audit ----
 
+    /// Records an action that changed nothing in the store (e.g. a test run of an instance).
+    pub async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_audit(&mut conn, &entry).await
+    }
+
     /// Newest first.
     pub async fn list_audit(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page<AuditEvent>, StoreError> {
         let mut q = Query::new("SELECT id, at, actor, action, target_type, target_id, detail FROM audit_events");

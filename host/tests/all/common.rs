@@ -9,6 +9,10 @@ use certctl::api::{self, AppState, AuthSettings};
 use certctl::auth::{ApiKeyHash, Role};
 use certctl::config::{AuthType, NamedKey};
 use certctl::metrics::Metrics;
+use certctl::plugins::grants::Grants;
+use certctl::plugins::registry::Registry;
+use certctl::plugins::sandbox::Limits;
+use certctl::plugins::{Pooling, Runtime, RuntimeSettings};
 use certctl::store::Store;
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -89,13 +93,29 @@ pub struct TestApp {
 
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// A plugin registry over `dirs` (loaded once), with test-sized limits.
+pub fn registry(dirs: Vec<std::path::PathBuf>, grants: Grants, metrics: Arc<Metrics>, limits: Limits) -> Arc<Registry> {
+    let runtime = Runtime::new(RuntimeSettings {
+        limits,
+        pooling: Pooling::Auto,
+        cache_dir: None,
+        ca_bundle: None,
+    })
+    .expect("plugin runtime");
+    let registry = Arc::new(Registry::new(runtime, dirs, grants, metrics));
+    registry.reload();
+    registry
+}
+
 impl TestApp {
     pub async fn new(backend: Backend) -> TestApp {
         let db = TestDb::new(backend).await;
         let store = db.store().await;
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
         let state = AppState {
             store: store.clone(),
-            metrics: Arc::new(Metrics::new().expect("metrics")),
+            plugins: registry(Vec::new(), Grants::default(), metrics.clone(), Limits::default()),
+            metrics,
             auth: Arc::new(AuthSettings {
                 mode: AuthType::ApiKey,
                 env_keys: KEYS

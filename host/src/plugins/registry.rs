@@ -1,0 +1,384 @@
+//! The set of loaded plugins, reloaded when plugin directories change, and typed calls by kind.
+//!
+//! Reloading swaps `Arc`s: a call in flight keeps the `Loaded` it started with, so replacing a
+//! plugin never breaks a running call. Directories are polled (file names, sizes, mtimes and
+//! symlink targets), which also sees Kubernetes ConfigMap updates (an atomic `..data` symlink
+//! swap that inotify watchers on the old files miss).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::grants::Grants;
+use super::manifest::Manifest;
+use super::v0_1::{self, dns_solver, notifier};
+use super::{CallError, CallOutcome, Loaded, Runtime};
+use crate::metrics::Metrics;
+use crate::model::{InstanceKind, Timestamp};
+
+/// A plugin file that was refused, with the reason.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Refused {
+    pub path: String,
+    pub error: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+}
+
+/// What `/api/v1/plugins` shows for each plugin.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PluginInfo {
+    pub name: String,
+    pub kind: InstanceKind,
+    pub version: String,
+    pub contract: String,
+    pub description: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub path: String,
+    /// Hosts the manifest asks for.
+    pub requested_hosts: Vec<String>,
+    /// Hosts it may reach after the operator's grant (`["*"]`: any).
+    pub granted_hosts: Vec<String>,
+    pub allow_private_networks: bool,
+    #[schema(value_type = Object)]
+    pub config_schema: serde_json::Value,
+    #[schema(value_type = String, format = DateTime)]
+    pub loaded_at: Timestamp,
+}
+
+impl PluginInfo {
+    fn of(p: &Loaded) -> PluginInfo {
+        let m = &p.manifest;
+        PluginInfo {
+            name: m.name.clone(),
+            kind: m.kind,
+            version: m.version.clone(),
+            contract: m.contract.clone(),
+            description: m.description.clone(),
+            sha256: p.digest.clone(),
+            size_bytes: p.size,
+            path: p.path.display().to_string(),
+            requested_hosts: m.capabilities.outbound_hosts.clone(),
+            granted_hosts: match &p.allowed.hosts {
+                None => vec!["*".to_string()],
+                Some(list) => list.iter().map(|h| format!("{h:?}")).collect(),
+            },
+            allow_private_networks: p.allowed.allow_private_networks,
+            config_schema: serde_json::to_value(&m.config).unwrap_or_default(),
+            loaded_at: p.loaded_at,
+        }
+    }
+}
+
+/// Fingerprint of a directory's plugin files, to notice changes cheaply.
+type DirState = Vec<(PathBuf, u64, i128, Option<PathBuf>)>;
+
+fn scan_state(dirs: &[PathBuf]) -> DirState {
+    let mut state = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let ext = path.extension().and_then(|e| e.to_str());
+            if !matches!(ext, Some("wasm" | "toml")) {
+                continue;
+            }
+            let meta = std::fs::metadata(&path).ok();
+            let mtime = meta
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i128);
+            state.push((
+                path.clone(),
+                meta.map_or(0, |m| m.len()),
+                mtime,
+                std::fs::canonicalize(&path).ok(),
+            ));
+        }
+    }
+    state.sort();
+    state
+}
+
+#[derive(Default)]
+struct Loadout {
+    loaded: BTreeMap<String, Arc<Loaded>>,
+    refused: Vec<Refused>,
+}
+
+/// All plugins the server knows.
+pub struct Registry {
+    runtime: Runtime,
+    dirs: Vec<PathBuf>,
+    grants: Grants,
+    metrics: Arc<Metrics>,
+    current: RwLock<Loadout>,
+    seen: RwLock<DirState>,
+}
+
+fn wasm_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("wasm"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+impl Registry {
+    pub fn new(runtime: Runtime, dirs: Vec<PathBuf>, grants: Grants, metrics: Arc<Metrics>) -> Registry {
+        Registry {
+            runtime,
+            dirs,
+            grants,
+            metrics,
+            current: RwLock::new(Loadout::default()),
+            seen: RwLock::new(Vec::new()),
+        }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// (Re)loads every plugin directory. Returns the number loaded and refused.
+    pub fn reload(&self) -> (usize, usize) {
+        let state = scan_state(&self.dirs);
+        let mut next = Loadout::default();
+        for dir in &self.dirs {
+            if !dir.is_dir() {
+                next.refused.push(Refused {
+                    path: dir.display().to_string(),
+                    error: "plugin directory does not exist".into(),
+                    at: Timestamp::now(),
+                });
+                continue;
+            }
+            for path in wasm_files(dir) {
+                // Unchanged plugins keep their compiled instance-pre.
+                let previous = self
+                    .current
+                    .read()
+                    .ok()
+                    .and_then(|cur| cur.loaded.values().find(|l| l.path == path).cloned());
+                let result = match previous {
+                    Some(prev) if unchanged(&prev, &path) => Ok(prev),
+                    _ => self.runtime.load(&path, &self.grants).map(Arc::new),
+                };
+                match result {
+                    Ok(plugin) => {
+                        let name = plugin.manifest.name.clone();
+                        if let Some(first) = next.loaded.get(&name) {
+                            next.refused.push(Refused {
+                                path: path.display().to_string(),
+                                error: format!("a plugin named {name} is already loaded from {}", first.path.display()),
+                                at: Timestamp::now(),
+                            });
+                        } else {
+                            next.loaded.insert(name, plugin);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(path = %path.display(), %error, "plugin refused");
+                        next.refused.push(Refused {
+                            path: path.display().to_string(),
+                            error,
+                            at: Timestamp::now(),
+                        });
+                    }
+                }
+            }
+        }
+        let counts = (next.loaded.len(), next.refused.len());
+        for p in next.loaded.values() {
+            tracing::info!(plugin = %p.manifest.name, kind = %p.manifest.kind, version = %p.manifest.version, "plugin loaded");
+        }
+        if let Ok(mut cur) = self.current.write() {
+            *cur = next;
+        }
+        if let Ok(mut seen) = self.seen.write() {
+            *seen = state;
+        }
+        counts
+    }
+
+    /// Reloads if any plugin file changed since the last load. Returns whether it reloaded.
+    pub fn reload_if_changed(&self) -> bool {
+        let state = scan_state(&self.dirs);
+        let changed = self.seen.read().map(|s| *s != state).unwrap_or(true);
+        if changed {
+            let (loaded, refused) = self.reload();
+            tracing::info!(loaded, refused, "plugin directory changed; plugins reloaded");
+        }
+        changed
+    }
+
+    /// Polls the directories every `every` until the task is dropped.
+    pub fn watch(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let this = self.clone();
+                // Compiling can take a while: keep it off the async workers.
+                if let Err(e) = tokio::task::spawn_blocking(move || this.reload_if_changed()).await {
+                    tracing::error!(error = %e, "plugin reload task failed");
+                }
+            }
+        })
+    }
+
+    pub fn list(&self) -> (Vec<PluginInfo>, Vec<Refused>) {
+        match self.current.read() {
+            Ok(cur) => (
+                cur.loaded.values().map(|p| PluginInfo::of(p)).collect(),
+                cur.refused.clone(),
+            ),
+            Err(_) => (Vec::new(), Vec::new()),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Loaded>> {
+        self.current.read().ok()?.loaded.get(name).cloned()
+    }
+
+    pub fn manifest(&self, name: &str) -> Option<Manifest> {
+        self.get(name).map(|p| p.manifest.clone())
+    }
+
+    fn plugin_of_kind(&self, name: &str, kind: InstanceKind) -> Result<Arc<Loaded>, CallError> {
+        let plugin = self.get(name).ok_or_else(|| CallError::NotLoaded(name.to_string()))?;
+        if plugin.manifest.kind != kind {
+            return Err(CallError::WrongKind {
+                plugin: name.to_string(),
+                actual: plugin.manifest.kind,
+                expected: kind,
+            });
+        }
+        Ok(plugin)
+    }
+
+    fn record<T>(&self, plugin: &Loaded, op: &str, outcome: &CallOutcome<T>) {
+        let label = match &outcome.result {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "plugin_error",
+            Err(e) => e.trap_reason().unwrap_or("host_error"),
+        };
+        let name = plugin.manifest.name.as_str();
+        let kind = plugin.manifest.kind.as_str();
+        self.metrics
+            .plugin_calls_total
+            .with_label_values(&[name, kind, op, label])
+            .inc();
+        self.metrics
+            .plugin_call_duration_seconds
+            .with_label_values(&[name, kind, op])
+            .observe(outcome.duration.as_secs_f64());
+        if let Err(e) = &outcome.result
+            && let Some(reason) = e.trap_reason()
+        {
+            self.metrics.plugin_traps_total.with_label_values(&[name, reason]).inc();
+        }
+    }
+
+    fn failed<T>(e: CallError) -> CallOutcome<T> {
+        CallOutcome {
+            result: Err(e),
+            logs: Vec::new(),
+            logs_dropped: 0,
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// Asks the plugin whether `config` is acceptable.
+    pub async fn validate_config(&self, name: &str, kind: InstanceKind, config: &str) -> CallOutcome<()> {
+        let plugin = match self.plugin_of_kind(name, kind) {
+            Ok(p) => p,
+            Err(e) => return Self::failed(e),
+        };
+        let config = config.to_string();
+        let outcome = self
+            .runtime
+            .call(&plugin, "validate-config", async |store, instance| match kind {
+                InstanceKind::Notifier => {
+                    let guest = notifier::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
+                    guest.call_validate_config(&mut *store, &config).await
+                }
+                InstanceKind::DnsSolver => {
+                    let guest = dns_solver::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
+                    guest.call_validate_config(&mut *store, &config).await
+                }
+                InstanceKind::Issuer => {
+                    let guest = v0_1::issuer::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
+                    guest.call_validate_config(&mut *store, &config).await
+                }
+            })
+            .await;
+        self.record(&plugin, "validate-config", &outcome);
+        outcome
+    }
+
+    pub async fn notify(&self, name: &str, config: &str, event: &v0_1::Event) -> CallOutcome<()> {
+        let plugin = match self.plugin_of_kind(name, InstanceKind::Notifier) {
+            Ok(p) => p,
+            Err(e) => return Self::failed(e),
+        };
+        let config = config.to_string();
+        let outcome = self
+            .runtime
+            .call(&plugin, "notify", async |store, instance| {
+                let guest = notifier::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
+                guest.call_notify(&mut *store, &config, event).await
+            })
+            .await;
+        self.record(&plugin, "notify", &outcome);
+        outcome
+    }
+
+    /// `present` (true) or `cleanup` (false) of a DNS-01 record.
+    pub async fn dns(&self, name: &str, config: &str, record: &v0_1::DnsRecord, present: bool) -> CallOutcome<()> {
+        let plugin = match self.plugin_of_kind(name, InstanceKind::DnsSolver) {
+            Ok(p) => p,
+            Err(e) => return Self::failed(e),
+        };
+        let op = if present { "present" } else { "cleanup" };
+        let config = config.to_string();
+        let outcome = self
+            .runtime
+            .call(&plugin, op, async |store, instance| {
+                let guest = dns_solver::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
+                if present {
+                    guest.call_present(&mut *store, &config, record).await
+                } else {
+                    guest.call_cleanup(&mut *store, &config, record).await
+                }
+            })
+            .await;
+        self.record(&plugin, op, &outcome);
+        outcome
+    }
+}
+
+fn unchanged(prev: &Loaded, path: &Path) -> bool {
+    use sha2::{Digest, Sha256};
+    let manifest_same = std::fs::read_to_string(path.with_extension("toml"))
+        .ok()
+        .and_then(|t| Manifest::parse(&t, &prev.manifest.name).ok())
+        .is_some_and(|m| m.sha256.eq_ignore_ascii_case(&prev.digest) && m.version == prev.manifest.version);
+    manifest_same
+        && std::fs::read(path)
+            .map(|b| hex::encode(Sha256::digest(&b)) == prev.digest)
+            .unwrap_or(false)
+}
