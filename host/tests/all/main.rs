@@ -3,5 +3,6 @@
 
 mod api;
 mod common;
+mod plugins;
 mod server;
 mod store;
