@@ -42,6 +42,22 @@ pub enum Command {
     /// Issuer instances.
     #[command(subcommand)]
     Issuers(IssuersCommand),
+    /// Work with plugin files locally (no server needed).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Show a component's kind, contract version, imports, exports and its manifest's requests.
+    Inspect { file: PathBuf },
+    /// Run every check the server runs when loading FILE.wasm + FILE.toml; exit 1 with the reason.
+    Validate {
+        file: PathBuf,
+        /// The operator grants file to check requested hosts against (CERTCTL_PLUGIN_GRANTS).
+        #[arg(long)]
+        grants: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -200,8 +216,79 @@ fn cert_rows(items: &[Value]) -> Vec<Vec<String>> {
         .collect()
 }
 
+fn local_runtime() -> anyhow::Result<crate::plugins::Runtime> {
+    crate::plugins::Runtime::new(crate::plugins::RuntimeSettings {
+        limits: crate::plugins::sandbox::Limits::default(),
+        pooling: crate::plugins::Pooling::Off,
+        cache_dir: None,
+        ca_bundle: None,
+    })
+}
+
+fn plugin_command(cmd: &PluginCommand, json: bool) -> anyhow::Result<String> {
+    let runtime = local_runtime()?;
+    match cmd {
+        PluginCommand::Inspect { file } => {
+            let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let info = runtime
+                .inspect(&bytes)
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let manifest = std::fs::read_to_string(file.with_extension("toml")).ok();
+            if json {
+                return Ok(serde_json::json!({"component": info, "manifest": manifest}).to_string());
+            }
+            let mut out = vec![
+                format!(
+                    "file:      {} ({} bytes, sha256 {})",
+                    file.display(),
+                    info.size,
+                    info.sha256
+                ),
+                format!(
+                    "kind:      {}",
+                    info.kind
+                        .map_or("none (not a certctl plugin)".to_string(), |k| k.to_string())
+                ),
+                format!("contract:  {}", info.contract.as_deref().unwrap_or("-")),
+                "exports:".to_string(),
+            ];
+            out.extend(info.exports.iter().map(|e| format!("  {e}")));
+            out.push("imports:".to_string());
+            out.extend(info.imports.iter().map(|i| format!("  {i}")));
+            match manifest {
+                Some(m) => {
+                    out.push(format!("manifest ({}):", file.with_extension("toml").display()));
+                    out.extend(m.lines().map(|l| format!("  {l}")));
+                }
+                None => out.push("manifest:  none beside the file".to_string()),
+            }
+            Ok(out.join("\n"))
+        }
+        PluginCommand::Validate { file, grants } => {
+            let grants = match grants {
+                Some(path) => crate::plugins::grants::Grants::load(path).map_err(|e| anyhow!(e))?,
+                None => crate::plugins::grants::Grants::default(),
+            };
+            let loaded = runtime
+                .load(file, &grants)
+                .map_err(|e| anyhow!("{}: refused: {e}", file.display()))?;
+            Ok(format!(
+                "{}: ok — {} {} {} (contract {})",
+                file.display(),
+                loaded.manifest.kind,
+                loaded.manifest.name,
+                loaded.manifest.version,
+                loaded.manifest.contract
+            ))
+        }
+    }
+}
+
 async fn run_command(cli: &Cli) -> anyhow::Result<String> {
-    let client = Client::new(cli)?;
+    let client = match &cli.command {
+        Command::Plugin(cmd) => return plugin_command(cmd, cli.json),
+        _ => Client::new(cli)?,
+    };
     let out = match &cli.command {
         Command::Health => {
             let health = client.get("/health", &[]).await?;
@@ -272,6 +359,7 @@ async fn run_command(cli: &Cli) -> anyhow::Result<String> {
                 serde_json::to_string_pretty(&c)?
             }
         }
+        Command::Plugin(cmd) => plugin_command(cmd, cli.json)?,
         Command::Issuers(IssuersCommand::List) => {
             let page = client.get("/api/v1/issuers", &[("limit", "500".to_string())]).await?;
             let items = page["items"].as_array().cloned().unwrap_or_default();

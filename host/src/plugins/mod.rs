@@ -123,6 +123,19 @@ pub struct CallOutcome<T> {
     pub duration: Duration,
 }
 
+/// The outside of a component, for `certctl plugin inspect`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    /// The certctl plugin kind it exports, if any.
+    pub kind: Option<InstanceKind>,
+    /// The contract version of that export.
+    pub contract: Option<String>,
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
+    pub size: usize,
+    pub sha256: String,
+}
+
 /// A plugin that passed every check.
 pub struct Loaded {
     pub manifest: Manifest,
@@ -323,6 +336,34 @@ impl Runtime {
         self.linker
             .instantiate_pre(component)
             .map_err(|e| format!("cannot link: {e}"))
+    }
+
+    /// What a component exports and imports, and which certctl kind and contract it targets.
+    pub fn inspect(&self, bytes: &[u8]) -> Result<Inspection, String> {
+        wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+            .validate_all(bytes)
+            .map_err(|e| format!("not a valid WebAssembly file: {e}"))?;
+        if !wasmparser::Parser::is_component(bytes) {
+            return Err("a core WebAssembly module, not a component: build for wasm32-wasip2".into());
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| format!("cannot compile: {e}"))?;
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let target = exports.iter().find_map(|e| {
+            let rest = e.strip_prefix("certctl:plugin/")?;
+            let (iface, version) = rest.split_once('@')?;
+            let kind = iface.parse::<InstanceKind>().ok()?;
+            Some((kind, version.to_string()))
+        });
+        Ok(Inspection {
+            kind: target.as_ref().map(|(k, _)| *k),
+            contract: target.map(|(_, v)| v),
+            exports,
+            imports,
+            size: bytes.len(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+        })
     }
 
     /// Reads, verifies, compiles and checks `NAME.wasm` + `NAME.toml`.
