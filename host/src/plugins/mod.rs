@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 
@@ -145,6 +146,19 @@ pub struct Loaded {
     pub allowed: Arc<Allowed>,
     pub loaded_at: crate::model::Timestamp,
     pre: InstancePre<StoreState>,
+}
+
+impl Loaded {
+    /// Instantiates this plugin in `store` (for benchmarks that reuse one instance; the server
+    /// itself always goes through [`Runtime::call`]).
+    pub async fn instantiate(&self, store: &mut Store<StoreState>) -> wasmtime::Result<wasmtime::component::Instance> {
+        self.pre.instantiate_async(store).await
+    }
+
+    /// Export indices of the notifier interface, for calling an instance directly.
+    pub fn notifier_indices(&self) -> wasmtime::Result<v0_1::notifier::GuestIndices> {
+        v0_1::notifier::GuestIndices::new(&self.pre)
+    }
 }
 
 impl std::fmt::Debug for Loaded {
@@ -410,7 +424,8 @@ impl Runtime {
         })
     }
 
-    fn new_store(&self, plugin: &Loaded) -> (Store<StoreState>, CappedOutput, CappedOutput) {
+    /// A store with every limit applied, as each call gets.
+    pub fn new_store(&self, plugin: &Loaded) -> (Store<StoreState>, CappedOutput, CappedOutput) {
         let limits = &self.settings.limits;
         let stdout = CappedOutput::new(limits.output_bytes);
         let stderr = CappedOutput::new(limits.output_bytes);
@@ -457,10 +472,7 @@ impl Runtime {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             f(&mut store, &instance).await
         };
-        let raw = {
-            let _enter = span.enter();
-            tokio::time::timeout(wall, run).await
-        };
+        let raw = tokio::time::timeout(wall, run).instrument(span.clone()).await;
         let result = match raw {
             Err(_) => Err(CallError::WallTimeout(wall)),
             Ok(Ok(inner)) => Ok(inner.map_err(PluginFailure::from)),
@@ -469,7 +481,9 @@ impl Runtime {
         let log = store.data().log.clone();
         for (name, out) in [("stdout", &stdout), ("stderr", &stderr)] {
             for line in out.contents().lines().filter(|l| !l.is_empty()) {
-                log.push(name, line);
+                if log.push(name, line) {
+                    tracing::info!(parent: &span, plugin = %plugin.manifest.name, stream = name, "{line}");
+                }
             }
             let dropped = out.dropped.load(Ordering::Relaxed);
             if dropped > 0 {
