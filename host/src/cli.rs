@@ -58,6 +58,29 @@ pub enum PluginCommand {
         #[arg(long)]
         grants: Option<PathBuf>,
     },
+    /// Run the DNS-solver conformance suite against a real provider: present/cleanup on
+    /// `_certctl-conformance.<zone>`, reading the results from the zone's DNS server with dig.
+    Test {
+        file: PathBuf,
+        /// The instance configuration, JSON (secret references env:/file: are resolved).
+        #[arg(long)]
+        config: String,
+        /// The zone to write the probe records into.
+        #[arg(long)]
+        zone: String,
+        /// Authoritative DNS server to read TXT records from, HOST or HOST:PORT.
+        #[arg(long)]
+        dns_server: String,
+        /// Hosts the plugin may reach, scheme://host[:port] (repeatable).
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+        /// Let the plugin reach private and loopback addresses.
+        #[arg(long)]
+        allow_private: bool,
+        /// Seconds to wait after each change before reading DNS.
+        #[arg(long, default_value_t = 1)]
+        settle_seconds: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,10 +248,120 @@ fn local_runtime() -> anyhow::Result<crate::plugins::Runtime> {
     })
 }
 
-fn plugin_command(cmd: &PluginCommand, json: bool) -> anyhow::Result<String> {
-    let runtime = local_runtime()?;
+/// TXT values at `fqdn` according to `server`, via dig.
+async fn dig_txt(server: &str, fqdn: &str) -> Result<Vec<String>, String> {
+    let (host, port) = match server.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), p.to_string()),
+        _ => (server.to_string(), "53".to_string()),
+    };
+    let out = tokio::process::Command::new("dig")
+        .args([
+            "+short",
+            "+norecurse",
+            "-t",
+            "TXT",
+            fqdn,
+            &format!("@{host}"),
+            "-p",
+            &port,
+        ])
+        .output()
+        .await
+        .map_err(|e| format!("cannot run dig (Debian package bind9-dnsutils): {e}"))?;
+    if !out.status.success() {
+        return Err(format!("dig failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split('"').skip(1).step_by(2).collect::<String>())
+        .collect())
+}
+
+async fn conformance(cmd: &PluginCommand) -> anyhow::Result<String> {
+    let PluginCommand::Test {
+        file,
+        config,
+        zone,
+        dns_server,
+        allow,
+        allow_private,
+        settle_seconds,
+    } = cmd
+    else {
+        return Err(anyhow!("not a test command"));
+    };
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| anyhow!("{}: file name is not UTF-8", file.display()))?
+        .to_string();
+    let dir = file
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        })
+        .ok_or_else(|| anyhow!("{}: no directory", file.display()))?;
+    let mut grants = crate::plugins::grants::Grants::default();
+    grants.0.insert(
+        name.clone(),
+        crate::plugins::grants::Grant {
+            outbound_hosts: allow.clone(),
+            allow_private_networks: *allow_private,
+        },
+    );
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new()?);
+    let registry = crate::plugins::registry::Registry::new(local_runtime()?, vec![dir], grants, metrics);
+    registry.reload();
+    let manifest = registry.manifest(&name).ok_or_else(|| {
+        let (_, refused) = registry.list();
+        let reason = refused
+            .iter()
+            .find(|r| r.path.ends_with(&format!("{name}.wasm")))
+            .map_or("not found".to_string(), |r| r.error.clone());
+        anyhow!("{}: refused: {reason}", file.display())
+    })?;
+    let config_value: Value = serde_json::from_str(config).context("--config is not valid JSON")?;
+    manifest
+        .check_config(&config_value)
+        .map_err(|(field, msg)| anyhow!("--config: {field}: {msg}"))?;
+    let resolved = crate::secrets::resolve(&manifest, &config_value)
+        .map_err(|(field, msg)| anyhow!("--config: {field}: {msg}"))?;
+    let settle = std::time::Duration::from_secs(*settle_seconds);
+    let checks = crate::plugins::conformance::dns_solver(&registry, &name, &resolved, zone, |fqdn| {
+        let server = dns_server.clone();
+        async move {
+            tokio::time::sleep(settle).await;
+            dig_txt(&server, &fqdn).await
+        }
+    })
+    .await;
+    let failed = checks.iter().filter(|c| !c.passed).count();
+    let mut out: Vec<String> = checks
+        .iter()
+        .map(|c| {
+            if c.passed {
+                format!("ok    {}", c.rule)
+            } else {
+                format!("FAIL  {}: {}", c.rule, c.detail)
+            }
+        })
+        .collect();
+    out.push(format!("{} passed, {failed} failed", checks.len() - failed));
+    if failed > 0 {
+        return Err(anyhow!(out.join("\n")));
+    }
+    Ok(out.join("\n"))
+}
+
+async fn plugin_command(cmd: &PluginCommand, json: bool) -> anyhow::Result<String> {
     match cmd {
         PluginCommand::Inspect { file } => {
+            let runtime = local_runtime()?;
             let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
             let info = runtime
                 .inspect(&bytes)
@@ -264,7 +397,9 @@ fn plugin_command(cmd: &PluginCommand, json: bool) -> anyhow::Result<String> {
             }
             Ok(out.join("\n"))
         }
+        PluginCommand::Test { .. } => conformance(cmd).await,
         PluginCommand::Validate { file, grants } => {
+            let runtime = local_runtime()?;
             let grants = match grants {
                 Some(path) => crate::plugins::grants::Grants::load(path).map_err(|e| anyhow!(e))?,
                 None => crate::plugins::grants::Grants::default(),
@@ -286,7 +421,7 @@ fn plugin_command(cmd: &PluginCommand, json: bool) -> anyhow::Result<String> {
 
 async fn run_command(cli: &Cli) -> anyhow::Result<String> {
     let client = match &cli.command {
-        Command::Plugin(cmd) => return plugin_command(cmd, cli.json),
+        Command::Plugin(cmd) => return plugin_command(cmd, cli.json).await,
         _ => Client::new(cli)?,
     };
     let out = match &cli.command {
@@ -359,7 +494,7 @@ async fn run_command(cli: &Cli) -> anyhow::Result<String> {
                 serde_json::to_string_pretty(&c)?
             }
         }
-        Command::Plugin(cmd) => plugin_command(cmd, cli.json)?,
+        Command::Plugin(cmd) => plugin_command(cmd, cli.json).await?,
         Command::Issuers(IssuersCommand::List) => {
             let page = client.get("/api/v1/issuers", &[("limit", "500".to_string())]).await?;
             let items = page["items"].as_array().cloned().unwrap_or_default();

@@ -13,6 +13,7 @@
 //! Outcomes are two-layered: the outer `Result` is the host's view (trap, timeout, memory),
 //! the inner one is what the plugin reported.
 
+pub mod conformance;
 pub mod grants;
 pub mod http;
 pub mod manifest;
