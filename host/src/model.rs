@@ -128,6 +128,70 @@ wire_enum! {
     }
 }
 
+wire_enum! {
+    /// What a job does.
+    JobKind {
+        Issuance = "issuance",
+        Renewal = "renewal",
+        Revocation = "revocation",
+        Deployment = "deployment",
+        Notification = "notification",
+    }
+}
+
+wire_enum! {
+    /// Where a job is in its life: pending → running → (awaiting_csr | awaiting_approval) →
+    /// completed | failed | cancelled.
+    JobState {
+        Pending = "pending",
+        Running = "running",
+        AwaitingCsr = "awaiting_csr",
+        AwaitingApproval = "awaiting_approval",
+        Completed = "completed",
+        Failed = "failed",
+        Cancelled = "cancelled",
+    }
+}
+
+wire_enum! {
+    /// Why a job attempt failed, for retries, alerts and metrics.
+    ErrorClass {
+        Timeout = "timeout",
+        Auth = "auth",
+        RateLimited = "rate_limited",
+        Validation = "validation",
+        Upstream = "upstream",
+        Network = "network",
+        PluginTrap = "plugin_trap",
+        Other = "other",
+    }
+}
+
+/// A unit of background work, leased by one server replica at a time.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Job {
+    pub id: String,
+    pub kind: JobKind,
+    pub state: JobState,
+    pub certificate_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    /// Not run before this time.
+    #[schema(value_type = String, format = DateTime)]
+    pub run_after: Timestamp,
+    pub lease_owner: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub lease_expires_at: Option<Timestamp>,
+    pub error_class: Option<ErrorClass>,
+    pub error_message: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
 /// Days before notAfter inside which a certificate counts as expiring.
 pub const EXPIRING_WINDOW_DAYS: i64 = 30;
 

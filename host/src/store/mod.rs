@@ -6,6 +6,7 @@
 //! [`Dialect`] at the call site. Every mutation that comes from the API takes its audit record
 //! and writes both in one transaction, so the trail never misses a change that happened.
 
+pub mod jobs;
 pub mod migrate;
 
 use std::collections::BTreeMap;
@@ -160,20 +161,20 @@ pub struct FleetCounts {
 pub const AGENT_ONLINE_WINDOW_SECS: i64 = 300;
 
 /// A bind value for dynamically built queries.
-enum Bind {
+pub(crate) enum Bind {
     Text(String),
     Int(i64),
 }
 
 /// Builds `WHERE` clauses with numbered placeholders.
-struct Query {
+pub(crate) struct Query {
     sql: String,
     has_where: bool,
     binds: Vec<Bind>,
 }
 
 impl Query {
-    fn new(sql: &str) -> Self {
+    pub(crate) fn new(sql: &str) -> Self {
         Query {
             sql: sql.to_string(),
             has_where: false,
@@ -182,7 +183,7 @@ impl Query {
     }
 
     /// Appends `clause` to the `WHERE` part; each `?` in it takes the next of `binds`.
-    fn and(&mut self, clause: &str, binds: Vec<Bind>) {
+    pub(crate) fn and(&mut self, clause: &str, binds: Vec<Bind>) {
         self.sql.push_str(if self.has_where { " AND " } else { " WHERE " });
         self.has_where = true;
         let mut binds = binds.into_iter();
@@ -195,12 +196,12 @@ impl Query {
         }
     }
 
-    fn tail(&mut self, sql: &str, bind: Bind) {
+    pub(crate) fn tail(&mut self, sql: &str, bind: Bind) {
         self.binds.push(bind);
         self.sql.push_str(&sql.replace('?', &format!("${}", self.binds.len())));
     }
 
-    async fn fetch_all(&self, pool: &AnyPool) -> Result<Vec<AnyRow>, sqlx::Error> {
+    pub(crate) async fn fetch_all(&self, pool: &AnyPool) -> Result<Vec<AnyRow>, sqlx::Error> {
         let mut q = sqlx::query(&self.sql);
         for b in &self.binds {
             q = match b {
@@ -221,22 +222,22 @@ fn like_pattern(s: &str) -> String {
     format!("%{escaped}%")
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T, StoreError> {
+pub(crate) fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T, StoreError> {
     let text: String = row.try_get(col)?;
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
 }
 
-fn enum_col<T: std::str::FromStr<Err = String>>(row: &AnyRow, col: &str) -> Result<T, StoreError> {
+pub(crate) fn enum_col<T: std::str::FromStr<Err = String>>(row: &AnyRow, col: &str) -> Result<T, StoreError> {
     let text: String = row.try_get(col)?;
     text.parse()
         .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -305,7 +306,7 @@ fn enum_col_role(row: &AnyRow) -> Result<Role, StoreError> {
 }
 
 /// Splits `limit + 1` fetched rows into a page and the cursor of the next one.
-fn paginate<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> Page<T> {
+pub(crate) fn paginate<T>(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> Page<T> {
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(cursor_of)

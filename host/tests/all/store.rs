@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use certctl::auth::{ApiKeyHash, Role};
-use certctl::model::{CertStatus, InstanceKind, KeyGeneration, KeyType, RenewalPolicy, Timestamp};
+use certctl::model::{
+    CertStatus, ErrorClass, InstanceKind, JobKind, JobState, KeyGeneration, KeyType, RenewalPolicy, Timestamp,
+};
+use certctl::store::jobs::{JobFilter, NewJob};
 use certctl::store::{
     AuditEntry, AuditFilter, CertificateFilter, CertificatePatch, NewCertificate, NewVersion, PageRequest, Store,
     StoreError,
@@ -379,7 +382,94 @@ async fn migrations_are_idempotent_and_reported(backend: Backend) {
     assert!(store.schema_status().await.expect("status").is_current());
 }
 
+fn job(kind: JobKind) -> NewJob {
+    NewJob {
+        kind,
+        certificate_id: None,
+        payload: serde_json::json!({"step": 1}),
+        max_attempts: 3,
+        run_after: Timestamp::now(),
+    }
+}
+
+async fn jobs_are_leased_once_completed_by_their_holder_and_retried(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let now = Timestamp::now();
+    let a = store.enqueue_job(&job(JobKind::Issuance)).await.expect("enqueue");
+    let later = store
+        .enqueue_job(&NewJob {
+            run_after: now.plus_days(1),
+            ..job(JobKind::Renewal)
+        })
+        .await
+        .expect("enqueue");
+    let leased = store.lease_jobs("replica-1", 10, 60, now).await.expect("lease");
+    assert_eq!(
+        leased.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        vec![a.id.as_str()],
+        "not-yet-due jobs wait"
+    );
+    assert_eq!(leased[0].state, JobState::Running);
+    assert_eq!(leased[0].attempts, 1);
+    assert!(
+        store
+            .lease_jobs("replica-2", 10, 60, now)
+            .await
+            .expect("lease")
+            .is_empty(),
+        "a leased job is not leased twice"
+    );
+    assert!(
+        !store.complete_job(&a.id, "replica-2").await.expect("complete"),
+        "only the holder completes"
+    );
+
+    // A failure with attempts left goes back to pending, after a backoff.
+    let state = store
+        .fail_job(&a.id, "replica-1", ErrorClass::Network, "connection refused", true)
+        .await
+        .expect("fail");
+    assert_eq!(state, Some(JobState::Pending));
+    let failed_once = store.get_job(&a.id).await.expect("get").expect("exists");
+    assert_eq!(failed_once.error_class, Some(ErrorClass::Network));
+    assert!(failed_once.run_after.0 >= now.0 + 20, "backoff applied");
+    // Lease it again when due; the lease expires (holder died) and another replica takes over.
+    let due = Timestamp(failed_once.run_after.0 + 1);
+    assert_eq!(store.lease_jobs("replica-1", 10, 5, due).await.expect("lease").len(), 1);
+    let taken = store
+        .lease_jobs("replica-2", 10, 60, Timestamp(due.0 + 10))
+        .await
+        .expect("lease after expiry");
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].attempts, 3);
+    assert!(
+        !store.complete_job(&a.id, "replica-1").await.expect("stale holder"),
+        "an expired lease cannot complete"
+    );
+    assert_eq!(
+        store
+            .fail_job(&a.id, "replica-2", ErrorClass::Timeout, "slow", true)
+            .await
+            .expect("fail"),
+        Some(JobState::Failed),
+        "no attempts left"
+    );
+
+    let filter = JobFilter {
+        state: Some(JobState::Pending),
+        ..JobFilter::default()
+    };
+    let pending = store.list_jobs(&filter, &page(10)).await.expect("list");
+    assert_eq!(
+        pending.items.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        vec![later.id.as_str()]
+    );
+    assert_eq!(store.fleet_counts(now).await.expect("counts").jobs_pending, 1);
+}
+
 crate::on_both_backends!(
+    jobs_are_leased_once_completed_by_their_holder_and_retried,
     certificates_round_trip,
     duplicate_names_conflict,
     failed_write_leaves_no_audit,
@@ -416,6 +506,62 @@ async fn concurrent_postgres_migrators_are_serialised() {
         }
     }
     assert_eq!(applied_by, 1, "exactly one migrator applies the schema");
+}
+
+/// Two replicas (two processes' worth of pools, each on its own thread) drain 500 jobs from
+/// one PostgreSQL: every job runs exactly once.
+#[tokio::test]
+async fn two_replicas_run_each_of_500_jobs_exactly_once() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = db.store().await;
+    for _ in 0..500 {
+        store.enqueue_job(&job(JobKind::Issuance)).await.expect("enqueue");
+    }
+    let replicas: Vec<_> = ["replica-a", "replica-b"]
+        .into_iter()
+        .map(|owner| {
+            let url = db.url.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Runtime::new().expect("runtime");
+                rt.block_on(async {
+                    let store = Store::connect(&url, 4).await.expect("connect");
+                    let mut ran = Vec::new();
+                    loop {
+                        let batch = store.lease_jobs(owner, 7, 60, Timestamp::now()).await.expect("lease");
+                        if batch.is_empty() {
+                            break;
+                        }
+                        for j in batch {
+                            assert!(store.complete_job(&j.id, owner).await.expect("complete"));
+                            ran.push(j.id);
+                        }
+                    }
+                    ran
+                })
+            })
+        })
+        .collect();
+    let mut all: Vec<String> = Vec::new();
+    let mut per_replica = Vec::new();
+    for r in replicas {
+        let ran = r.join().expect("join");
+        per_replica.push(ran.len());
+        all.extend(ran);
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        (total, all.len()),
+        (500, 500),
+        "every job exactly once; per replica: {per_replica:?}"
+    );
+    let done = JobFilter {
+        state: Some(JobState::Completed),
+        ..JobFilter::default()
+    };
+    let completed = store.list_jobs(&done, &page(500)).await.expect("list");
+    assert_eq!(completed.items.len(), 500);
 }
 
 #[tokio::test]
