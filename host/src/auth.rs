@@ -75,6 +75,11 @@ pub enum Permission {
     /// Manage DNS-solver and notifier instances and run their test actions.
     #[serde(rename = "plugins.write")]
     PluginsWrite,
+    #[serde(rename = "jobs.read")]
+    JobsRead,
+    /// Cancel and retry jobs.
+    #[serde(rename = "jobs.write")]
+    JobsWrite,
 }
 
 impl Permission {
@@ -89,6 +94,8 @@ impl Permission {
             Permission::MetricsRead => "metrics.read",
             Permission::PluginsRead => "plugins.read",
             Permission::PluginsWrite => "plugins.write",
+            Permission::JobsRead => "jobs.read",
+            Permission::JobsWrite => "jobs.write",
         }
     }
 }
@@ -133,6 +140,8 @@ impl Role {
                 MetricsRead,
                 PluginsRead,
                 PluginsWrite,
+                JobsRead,
+                JobsWrite,
             ],
             Role::Operator => &[
                 CertificatesRead,
@@ -143,8 +152,10 @@ impl Role {
                 MetricsRead,
                 PluginsRead,
                 PluginsWrite,
+                JobsRead,
+                JobsWrite,
             ],
-            Role::Viewer => &[CertificatesRead, IssuersRead, AuditRead, PluginsRead],
+            Role::Viewer => &[CertificatesRead, IssuersRead, AuditRead, PluginsRead, JobsRead],
             Role::Agent => &[],
             Role::Metrics => &[MetricsRead],
         }

@@ -156,7 +156,9 @@ needs!(
     KeysManage,
     MetricsRead,
     PluginsRead,
-    PluginsWrite
+    PluginsWrite,
+    JobsRead,
+    JobsWrite
 );
 
 /// An authenticated caller holding permission `P`. 401 without a known key, 403 without `P`.

@@ -6,6 +6,7 @@ mod certificates;
 pub mod error;
 pub mod extract;
 mod instances;
+mod jobs;
 mod keys;
 pub mod openapi;
 mod plugins;
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .merge(instances::routes())
         .merge(keys::routes())
         .merge(plugins::routes())
+        .merge(jobs::routes())
         .merge(audit::routes());
     Router::new()
         .route("/health", get(system::health))

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, certificates, error, instances, keys, plugins, system};
+use super::{audit, certificates, error, instances, jobs, keys, plugins, system};
 use crate::model;
 
 struct BearerAuth;
@@ -57,13 +57,14 @@ impl Modify for InstanceKinds {
         certificates::declare, certificates::list, certificates::fetch, certificates::update, certificates::remove,
         instances::create, instances::list, instances::fetch, instances::update, instances::remove, instances::test,
         plugins::list,
+        jobs::list, jobs::fetch, jobs::cancel, jobs::retry,
         keys::create, keys::list, keys::remove,
         audit::list,
     ),
     components(schemas(
         error::ErrorBody, error::ErrorDetail, model::Certificate, model::PluginInstance, model::AuditEvent,
         model::ApiKeyInfo, model::CertStatus, model::KeyType, model::KeyGeneration, model::RenewalPolicy,
-        model::InstanceKind, crate::auth::Role,
+        model::InstanceKind, model::Job, model::JobKind, model::JobState, model::ErrorClass, crate::auth::Role,
     )),
     modifiers(&BearerAuth, &InstanceKinds)
 )]

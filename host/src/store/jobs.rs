@@ -172,6 +172,47 @@ impl Store {
         Ok((done.rows_affected() == 1).then_some(next))
     }
 
+    /// Cancels a job that has not finished. Returns the job and whether this call cancelled
+    /// it (false: it had already finished), or `None` if there is no such job.
+    pub async fn cancel_job(&self, id: &str, audit: super::AuditEntry) -> Result<Option<(Job, bool)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+             WHERE id = $2 AND state IN ('pending', 'running', 'awaiting_csr', 'awaiting_approval')",
+        )
+        .bind(Timestamp::now().0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let changed = done.rows_affected() == 1;
+        if changed {
+            super::insert_audit(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(self.get_job(id).await?.map(|j| (j, changed)))
+    }
+
+    /// Puts a failed or cancelled job back in the queue with a fresh set of attempts. Returns
+    /// the job and whether this call re-queued it, or `None` if there is no such job.
+    pub async fn retry_job(&self, id: &str, audit: super::AuditEntry) -> Result<Option<(Job, bool)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = Timestamp::now();
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', attempts = 0, run_after = $1, error_class = NULL, \
+             error_message = NULL, updated_at = $1 WHERE id = $2 AND state IN ('failed', 'cancelled')",
+        )
+        .bind(now.0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let changed = done.rows_affected() == 1;
+        if changed {
+            super::insert_audit(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(self.get_job(id).await?.map(|j| (j, changed)))
+    }
+
     pub async fn get_job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
             .bind(id)

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use certctl::auth::{Permission, Role};
-use certctl::model::{InstanceKind, Timestamp};
+use certctl::model::{InstanceKind, JobKind, Timestamp};
+use certctl::store::jobs::NewJob;
 use certctl::store::{AuditEntry, NewVersion};
 use serde_json::{Value, json};
 
@@ -101,6 +102,10 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Permission
         ),
         ("DELETE", "/api/v1/notifiers/{notifier}", None, Some(PluginsWrite)),
         ("POST", "/api/v1/notifiers/{notifier}/test", None, Some(PluginsWrite)),
+        ("GET", "/api/v1/jobs", None, Some(JobsRead)),
+        ("GET", "/api/v1/jobs/{job}", None, Some(JobsRead)),
+        ("POST", "/api/v1/jobs/{job}/cancel", None, Some(JobsWrite)),
+        ("POST", "/api/v1/jobs/{cancelled_job}/retry", None, Some(JobsWrite)),
     ]
 }
 
@@ -140,6 +145,28 @@ async fn materialise(app: &TestApp, path: &str, body: &Option<Value>, n: usize) 
                 .await
                 .expect("fixture instance");
             path = path.replace(placeholder, &instance.id);
+        }
+    }
+    for (placeholder, cancelled) in [("{job}", false), ("{cancelled_job}", true)] {
+        if path.contains(placeholder) {
+            let job = app
+                .store
+                .enqueue_job(&NewJob {
+                    kind: JobKind::Issuance,
+                    certificate_id: None,
+                    payload: json!({}),
+                    max_attempts: 3,
+                    run_after: Timestamp::now(),
+                })
+                .await
+                .expect("fixture job");
+            if cancelled {
+                app.store
+                    .cancel_job(&job.id, AuditEntry::new("tester", "fixture", "job", &job.id))
+                    .await
+                    .expect("cancel");
+            }
+            path = path.replace(placeholder, &job.id);
         }
     }
     if path.contains("{key}") {
@@ -211,9 +238,17 @@ async fn every_documented_route_is_in_the_matrix(backend: Backend) {
         }
     }
     let placeholder = |p: &str| {
-        ["{cert}", "{issuer}", "{key}", "{dns}", "{notifier}"]
-            .iter()
-            .fold(p.to_string(), |acc, ph| acc.replace(ph, "{id}"))
+        [
+            "{cert}",
+            "{issuer}",
+            "{key}",
+            "{dns}",
+            "{notifier}",
+            "{job}",
+            "{cancelled_job}",
+        ]
+        .iter()
+        .fold(p.to_string(), |acc, ph| acc.replace(ph, "{id}"))
     };
     let tested: BTreeSet<(String, String)> = routes()
         .iter()
@@ -627,7 +662,70 @@ async fn metrics_reflect_the_fleet_and_pass_promtool(backend: Backend) {
     );
 }
 
+async fn jobs_can_be_listed_cancelled_and_retried(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let cert = app.certificate("web", "web.example.test").await;
+    let new = |kind| NewJob {
+        kind,
+        certificate_id: Some(cert.clone()),
+        payload: json!({}),
+        max_attempts: 3,
+        run_after: Timestamp::now(),
+    };
+    let issuance = app.store.enqueue_job(&new(JobKind::Issuance)).await.expect("job");
+    app.store.enqueue_job(&new(JobKind::Deployment)).await.expect("job");
+    let viewer = Some(key_of(Role::Viewer));
+    let (status, page) = app
+        .call(
+            "GET",
+            &format!("/api/v1/jobs?type=issuance&certificate_id={cert}"),
+            viewer,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().expect("items").len(), 1);
+    assert_eq!(page["items"][0]["state"], "pending");
+    let (status, resp) = app.call("GET", "/api/v1/jobs?status=sleeping", viewer, None).await;
+    assert_eq!(
+        (status, resp["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("status"))
+    );
+
+    let op = Some(key_of(Role::Operator));
+    let (status, resp) = app
+        .call("POST", &format!("/api/v1/jobs/{}/retry", issuance.id), op, None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a pending job cannot be retried: {resp}");
+    let (status, job) = app
+        .call("POST", &format!("/api/v1/jobs/{}/cancel", issuance.id), op, None)
+        .await;
+    assert_eq!((status, job["state"].as_str()), (StatusCode::OK, Some("cancelled")));
+    let (status, _) = app
+        .call("POST", &format!("/api/v1/jobs/{}/cancel", issuance.id), op, None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "cancelling twice");
+    let (status, job) = app
+        .call("POST", &format!("/api/v1/jobs/{}/retry", issuance.id), op, None)
+        .await;
+    assert_eq!(
+        (status, job["state"].as_str(), job["attempts"].as_i64()),
+        (StatusCode::OK, Some("pending"), Some(0))
+    );
+    let (_, audit) = app
+        .call("GET", &format!("/api/v1/audit?target_id={}", issuance.id), viewer, None)
+        .await;
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, vec!["job.retry", "job.cancel"]);
+}
+
 crate::on_both_backends!(
+    jobs_can_be_listed_cancelled_and_retried,
     auth_matrix_covers_every_route,
     every_documented_route_is_in_the_matrix,
     bad_bodies_get_clear_errors,
