@@ -7,6 +7,7 @@
 //! and writes both in one transaction, so the trail never misses a change that happened.
 
 pub mod jobs;
+pub mod keys;
 pub mod migrate;
 
 use std::collections::BTreeMap;

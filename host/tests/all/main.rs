@@ -3,6 +3,7 @@
 
 mod api;
 mod common;
+mod keystore;
 mod plugins;
 mod server;
 mod store;

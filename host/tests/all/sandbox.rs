@@ -1,0 +1,444 @@
+//! Real guest components in the real runtime: every hostile behaviour is contained, typed
+//! errors cross the boundary, outbound HTTP obeys the grants, and the shipped plugins do what
+//! their READMEs say. The components are built by scripts/build-plugins.sh (scripts/test.sh
+//! runs it) into the directories named by CERTCTL_TEST_PLUGIN_DIR and
+//! CERTCTL_TEST_TESTING_PLUGIN_DIR.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use axum::routing::{any, get};
+use certctl::metrics::Metrics;
+use certctl::plugins::grants::Grants;
+use certctl::plugins::registry::Registry;
+use certctl::plugins::sandbox::Limits;
+use certctl::plugins::v0_1::{DnsRecord, Event, Severity};
+use certctl::plugins::{CallError, PluginFailure};
+
+use crate::common::registry;
+
+fn dir_from(var: &str) -> PathBuf {
+    let dir = PathBuf::from(std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the suite with scripts/test.sh, which builds the plugins")
+    }));
+    assert!(dir.join("misbehave.wasm").exists() || dir.join("webhook.wasm").exists(), "no plugins in {}", dir.display());
+    dir
+}
+
+pub fn testing_dir() -> PathBuf {
+    dir_from("CERTCTL_TEST_TESTING_PLUGIN_DIR")
+}
+
+pub fn shipped_dir() -> PathBuf {
+    dir_from("CERTCTL_TEST_PLUGIN_DIR")
+}
+
+fn limits() -> Limits {
+    Limits {
+        memory_bytes: 32 * 1024 * 1024,
+        cpu_ticks: 50, // 0.5 s of CPU
+        wall: Duration::from_secs(5),
+        ..Limits::default()
+    }
+}
+
+fn grants(toml: &str) -> Grants {
+    Grants::parse(toml).expect("grants")
+}
+
+fn event() -> Event {
+    Event {
+        kind: "test".into(),
+        severity: Severity::Warning,
+        summary: "certificate web expires in 7 days".into(),
+        subject: "web".into(),
+        dedup_key: "web-7".into(),
+        occurred_at: 1_800_000_000,
+        detail: vec![("days_left".into(), "7".into())],
+    }
+}
+
+fn misbehaving(grants_toml: &str, limits: Limits) -> (Arc<Registry>, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let reg = registry(vec![testing_dir()], grants(grants_toml), metrics.clone(), limits);
+    let (loaded, refused) = reg.list();
+    assert!(loaded.iter().any(|p| p.name == "misbehave"), "misbehave not loaded: {refused:?}");
+    (reg, metrics)
+}
+
+async fn notify_mode(reg: &Registry, config: serde_json::Value) -> certctl::plugins::CallOutcome<()> {
+    reg.notify("misbehave", &config.to_string(), &event()).await
+}
+
+fn metric(metrics: &Metrics, needle: &str) -> String {
+    let text = metrics.render(&Default::default()).expect("render");
+    text.lines().filter(|l| l.contains(needle)).collect::<Vec<_>>().join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_well_behaved_call_succeeds_and_is_counted() {
+    let (reg, metrics) = misbehaving("", limits());
+    let out = notify_mode(&reg, serde_json::json!({"mode": "ok"})).await;
+    assert_eq!(out.result, Ok(Ok(())));
+    assert!(metric(&metrics, "certctl_plugin_calls_total").contains("outcome=\"ok\"} 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_errors_cross_the_boundary() {
+    let (reg, _) = misbehaving("", limits());
+    let out = notify_mode(&reg, serde_json::json!({"mode": "error"})).await;
+    assert_eq!(out.result, Ok(Err(PluginFailure::RateLimited(Some(7)))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_is_stopped_by_the_cpu_budget() {
+    let (reg, metrics) = misbehaving("", limits());
+    let start = Instant::now();
+    let out = notify_mode(&reg, serde_json::json!({"mode": "loop"})).await;
+    assert_eq!(out.result, Err(CallError::CpuBudget));
+    assert!(start.elapsed() < Duration::from_secs(3), "stopped after {:?}", start.elapsed());
+    assert!(metric(&metrics, "certctl_plugin_traps_total").contains("reason=\"timeout\"} 1"));
+    // The next call on the same plugin is unaffected: instances are never reused.
+    assert_eq!(notify_mode(&reg, serde_json::json!({"mode": "ok"})).await.result, Ok(Ok(())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_is_refused_and_the_host_carries_on() {
+    let (reg, metrics) = misbehaving("", limits());
+    let out = notify_mode(&reg, serde_json::json!({"mode": "memory"})).await;
+    assert_eq!(out.result, Err(CallError::Memory));
+    assert!(metric(&metrics, "certctl_plugin_traps_total").contains("reason=\"memory\"} 1"));
+    assert_eq!(notify_mode(&reg, serde_json::json!({"mode": "ok"})).await.result, Ok(Ok(())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_recursion_and_panics_are_traps() {
+    let (reg, metrics) = misbehaving("", limits());
+    for mode in ["recursion", "panic"] {
+        let out = notify_mode(&reg, serde_json::json!({"mode": mode})).await;
+        assert!(matches!(out.result, Err(CallError::Trap(_))), "{mode}: {:?}", out.result);
+    }
+    assert!(metric(&metrics, "certctl_plugin_traps_total").contains("reason=\"trap\"} 2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_and_output_floods_are_capped() {
+    let (reg, _) = misbehaving("", Limits { cpu_ticks: 3000, wall: Duration::from_secs(60), ..limits() });
+    let out = notify_mode(&reg, serde_json::json!({"mode": "log-flood"})).await;
+    assert_eq!(out.result, Ok(Ok(())));
+    assert!(out.logs.len() <= 200, "{} lines kept", out.logs.len());
+    assert!(out.logs_dropped > 900_000, "{} dropped", out.logs_dropped);
+    let out = notify_mode(&reg, serde_json::json!({"mode": "stdout-flood"})).await;
+    assert_eq!(out.result, Ok(Ok(())), "writes past the cap are discarded, not failed");
+    assert!(out.logs.iter().any(|(_, l)| l.contains("discarded")), "{:?}", out.logs.last());
+}
+
+/// A local HTTP server: `/ok` answers 200, `/hang` never answers, `/hook` records requests.
+struct TestServer {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>,
+}
+
+async fn test_server() -> TestServer {
+    let seen: Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>> = Arc::default();
+    let record = seen.clone();
+    let app = Router::new()
+        .route("/ok", get(|| async { "fine" }))
+        .route(
+            "/hang",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/{*path}",
+            any(move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let record = record.clone();
+                async move {
+                    if let Ok(mut s) = record.lock() {
+                        s.push((uri.path().to_string(), headers, body));
+                    }
+                    "recorded"
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    TestServer { addr, seen }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_http_needs_a_grant_and_private_addresses_need_their_own() {
+    let server = test_server().await;
+    let url = format!("http://127.0.0.1:{}/ok", server.addr.port());
+    let host = format!("http://127.0.0.1:{}", server.addr.port());
+
+    let (reg, _) = misbehaving("", limits());
+    let out = notify_mode(&reg, serde_json::json!({"mode": "http", "url": url})).await;
+    let Ok(Err(failure)) = &out.result else { panic!("expected a plugin error, got {:?}", out.result) };
+    assert!(failure.to_string().to_lowercase().contains("denied"), "{failure}");
+    assert!(out.logs.iter().any(|(_, l)| l.contains("not granted")), "{:?}", out.logs);
+
+    let (reg, _) = misbehaving(&format!("[misbehave]\noutbound_hosts = [\"{host}\"]\n"), limits());
+    let out = notify_mode(&reg, serde_json::json!({"mode": "http", "url": url})).await;
+    assert!(matches!(out.result, Ok(Err(_))), "loopback without a private-network grant: {:?}", out.result);
+    assert!(out.logs.iter().any(|(_, l)| l.contains("private address")), "{:?}", out.logs);
+
+    let granted = format!("[misbehave]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
+    let (reg, _) = misbehaving(&granted, limits());
+    let out = notify_mode(&reg, serde_json::json!({"mode": "http", "url": url})).await;
+    assert_eq!(out.result, Ok(Ok(())), "{:?}", out.logs);
+    let other = format!("http://localhost:{}/ok", server.addr.port());
+    let out = notify_mode(&reg, serde_json::json!({"mode": "http", "url": other})).await;
+    assert!(matches!(out.result, Ok(Err(_))), "a different host name is not granted: {:?}", out.result);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_never_gets_an_answer_hits_the_wall_clock_limit() {
+    let server = test_server().await;
+    let host = format!("http://127.0.0.1:{}", server.addr.port());
+    let granted = format!("[misbehave]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
+    let (reg, metrics) = misbehaving(&granted, Limits { wall: Duration::from_secs(2), ..limits() });
+    let start = Instant::now();
+    let out = notify_mode(&reg, serde_json::json!({"mode": "http", "url": format!("{host}/hang")})).await;
+    assert_eq!(out.result, Err(CallError::WallTimeout(Duration::from_secs(2))));
+    assert!(start.elapsed() < Duration::from_secs(4));
+    assert!(metric(&metrics, "certctl_plugin_traps_total").contains("reason=\"timeout\"} 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_requests_from_a_guest_all_succeed() {
+    let server = test_server().await;
+    let host = format!("http://127.0.0.1:{}", server.addr.port());
+    let granted = format!("[misbehave]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
+    let (reg, _) = misbehaving(&granted, Limits { cpu_ticks: 3000, wall: Duration::from_secs(120), ..limits() });
+    let out = notify_mode(&reg, serde_json::json!({"mode": "http-many", "url": format!("{host}/ok"), "count": 500})).await;
+    assert_eq!(out.result, Ok(Ok(())), "{:?}", out.logs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_built_for_an_unknown_contract_is_refused() {
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let reg = registry(vec![testing_dir()], Grants::default(), metrics, limits());
+    let (loaded, refused) = reg.list();
+    assert!(!loaded.iter().any(|p| p.name == "future-contract"));
+    let reason = refused
+        .iter()
+        .find(|r| r.path.ends_with("future-contract.wasm"))
+        .map(|r| r.error.clone())
+        .expect("future-contract refused");
+    assert!(reason.contains("9.9.0"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_a_plugin_reloads_it_and_a_call_in_flight_finishes() {
+    let server = test_server().await;
+    let host = format!("http://127.0.0.1:{}", server.addr.port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    for ext in ["wasm", "toml"] {
+        std::fs::copy(testing_dir().join(format!("misbehave.{ext}")), dir.path().join(format!("misbehave.{ext}")))
+            .expect("copy");
+    }
+    let granted = format!("[misbehave]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let reg = registry(
+        vec![dir.path().to_path_buf()],
+        grants(&granted),
+        metrics,
+        Limits { wall: Duration::from_secs(2), ..limits() },
+    );
+    assert!(!reg.reload_if_changed(), "nothing changed yet");
+
+    let in_flight = {
+        let reg = reg.clone();
+        let config = serde_json::json!({"mode": "http", "url": format!("{host}/hang")}).to_string();
+        tokio::spawn(async move { reg.notify("misbehave", &config, &event()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Remove the plugin while the call runs: the registry drops it, the call is unaffected.
+    std::fs::remove_file(dir.path().join("misbehave.wasm")).expect("remove");
+    assert!(reg.reload_if_changed());
+    assert!(reg.list().0.is_empty());
+    let out = in_flight.await.expect("join");
+    assert_eq!(out.result, Err(CallError::WallTimeout(Duration::from_secs(2))));
+    assert!(matches!(
+        notify_mode(&reg, serde_json::json!({"mode": "ok"})).await.result,
+        Err(CallError::NotLoaded(_))
+    ));
+    // Put it back: loaded again without a restart.
+    std::fs::copy(testing_dir().join("misbehave.wasm"), dir.path().join("misbehave.wasm")).expect("copy");
+    assert!(reg.reload_if_changed());
+    assert_eq!(notify_mode(&reg, serde_json::json!({"mode": "ok"})).await.result, Ok(Ok(())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_notifier_posts_signed_json() {
+    use hmac::{Hmac, Mac};
+    let server = test_server().await;
+    let host = format!("http://127.0.0.1:{}", server.addr.port());
+    let granted = format!("[webhook]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let reg = registry(vec![shipped_dir()], grants(&granted), metrics, limits());
+    let config = serde_json::json!({"url": format!("{host}/hook"), "secret": "shared-secret"}).to_string();
+    let out = reg.notify("webhook", &config, &event()).await;
+    assert_eq!(out.result, Ok(Ok(())), "{:?}", out.logs);
+    let seen = server.seen.lock().expect("lock").clone();
+    let (path, headers, body) = seen.last().expect("a request arrived");
+    assert_eq!(path, "/hook");
+    let json: serde_json::Value = serde_json::from_slice(body).expect("JSON body");
+    assert_eq!(json["subject"], "web");
+    assert_eq!(json["dedup_key"], "web-7");
+    assert_eq!(json["detail"]["days_left"], "7");
+    let ts = headers["x-certctl-timestamp"].to_str().expect("timestamp");
+    let sig = headers["x-certctl-signature"].to_str().expect("signature");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"shared-secret").expect("key");
+    mac.update(format!("{ts}.").as_bytes());
+    mac.update(body);
+    assert_eq!(sig, format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_httpreq_solver_speaks_legos_protocol() {
+    let server = test_server().await;
+    let host = format!("http://127.0.0.1:{}", server.addr.port());
+    let granted = format!("[httpreq]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let reg = registry(vec![shipped_dir()], grants(&granted), metrics, limits());
+    let config = serde_json::json!({"endpoint": format!("{host}/dns"), "username": "u", "password": "p"}).to_string();
+    let record = DnsRecord {
+        zone: "example.test".into(),
+        fqdn: "_acme-challenge.example.test".into(),
+        value: "token-value".into(),
+        ttl: 60,
+    };
+    assert_eq!(reg.dns("httpreq", &config, &record, true).await.result, Ok(Ok(())));
+    assert_eq!(reg.dns("httpreq", &config, &record, false).await.result, Ok(Ok(())));
+    let seen = server.seen.lock().expect("lock").clone();
+    let paths: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(paths, vec!["/dns/present", "/dns/cleanup"]);
+    for (_, headers, body) in &seen {
+        let json: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+        assert_eq!(json, serde_json::json!({"fqdn": "_acme-challenge.example.test.", "value": "token-value"}));
+        assert_eq!(headers["authorization"], "Basic dTpw");
+    }
+}
+
+/// The server keeps answering while plugins burn CPU: two runaway calls at once on 2 cores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_stays_responsive_while_plugins_misbehave() {
+    use tower::ServiceExt;
+    let app = crate::common::TestApp::new(crate::common::Backend::Sqlite).await;
+    let (reg, _) = misbehaving("", Limits { cpu_ticks: 200, ..limits() });
+    let attacks: Vec<_> = (0..2)
+        .map(|_| {
+            let reg = reg.clone();
+            tokio::spawn(async move { notify_mode(&reg, serde_json::json!({"mode": "loop"})).await })
+        })
+        .collect();
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let start = Instant::now();
+        let req = axum::http::Request::builder().uri("/health").body(axum::body::Body::empty()).expect("request");
+        let resp = app.router.clone().oneshot(req).await.expect("response");
+        assert_eq!(resp.status(), 200);
+        worst = worst.max(start.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for a in attacks {
+        assert_eq!(a.await.expect("join").result, Err(CallError::CpuBudget));
+    }
+    assert!(worst < Duration::from_millis(100), "slowest /health during the attack: {worst:?}");
+}
+
+/// A lego-httpreq-compatible DNS provider in memory: /present adds a TXT value, /cleanup
+/// removes it; `records` is what its authoritative servers would answer.
+async fn httpreq_provider() -> (SocketAddr, Arc<Mutex<std::collections::BTreeMap<String, Vec<String>>>>) {
+    type Records = Arc<Mutex<std::collections::BTreeMap<String, Vec<String>>>>;
+    let records: Records = Arc::default();
+    let (p, c) = (records.clone(), records.clone());
+    let body = |b: &Bytes| -> Option<(String, String)> {
+        let v: serde_json::Value = serde_json::from_slice(b).ok()?;
+        Some((v["fqdn"].as_str()?.trim_end_matches('.').to_string(), v["value"].as_str()?.to_string()))
+    };
+    let app = Router::new()
+        .route(
+            "/present",
+            axum::routing::post(move |b: Bytes| {
+                let p = p.clone();
+                async move {
+                    if let (Some((fqdn, value)), Ok(mut r)) = (body(&b), p.lock()) {
+                        let values = r.entry(fqdn).or_default();
+                        if !values.contains(&value) {
+                            values.push(value);
+                        }
+                    }
+                }
+            }),
+        )
+        .route(
+            "/cleanup",
+            axum::routing::post(move |b: Bytes| {
+                let c = c.clone();
+                async move {
+                    if let (Some((fqdn, value)), Ok(mut r)) = (body(&b), c.lock()) {
+                        if let Some(values) = r.get_mut(&fqdn) {
+                            values.retain(|v| *v != value);
+                        }
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, records)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httpreq_passes_the_dns_solver_conformance_suite() {
+    let (addr, records) = httpreq_provider().await;
+    let host = format!("http://127.0.0.1:{}", addr.port());
+    let granted = format!("[httpreq]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let reg = registry(vec![shipped_dir()], grants(&granted), metrics, limits());
+    let config = serde_json::json!({"endpoint": host}).to_string();
+    let checks = certctl::plugins::conformance::dns_solver(&reg, "httpreq", &config, "example.test", |fqdn| {
+        let records = records.clone();
+        async move { Ok(records.lock().map_err(|e| e.to_string())?.get(&fqdn).cloned().unwrap_or_default()) }
+    })
+    .await;
+    assert_eq!(checks.len(), 7);
+    for c in &checks {
+        assert!(c.passed, "{}: {}", c.rule, c.detail);
+    }
+}
+
+/// The suite fails a solver that replaces the value set instead of appending: a provider that
+/// swaps, reached through the same plugin, must be caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suite_catches_a_provider_that_swaps_values() {
+    let (addr, records) = httpreq_provider().await;
+    let host = format!("http://127.0.0.1:{}", addr.port());
+    let granted = format!("[httpreq]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let reg = registry(vec![shipped_dir()], grants(&granted), metrics, limits());
+    let config = serde_json::json!({"endpoint": host}).to_string();
+    // Reading back only the newest value makes the provider look like one that swaps.
+    let checks = certctl::plugins::conformance::dns_solver(&reg, "httpreq", &config, "example.test", |fqdn| {
+        let records = records.clone();
+        async move {
+            let all = records.lock().map_err(|e| e.to_string())?.get(&fqdn).cloned().unwrap_or_default();
+            Ok(all.last().cloned().into_iter().collect())
+        }
+    })
+    .await;
+    let failed: Vec<&str> = checks.iter().filter(|c| !c.passed).map(|c| c.rule).collect();
+    assert!(failed.contains(&"a second value at the same name is added, not swapped in"), "{failed:?}");
+}
