@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
+scripts/build-plugins.sh
 cargo build --release --bins
-exec target/release/certctl-server "$@"
+# The built-in plugins are found next to the binary (target/plugins).
+exec "${CARGO_TARGET_DIR:-target}/release/certctl-server" "$@"

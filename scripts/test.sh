@@ -7,10 +7,18 @@ cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
 source scripts/test-env.sh
 
+echo "==> building plugins (wasm32-wasip2)"
+scripts/build-plugins.sh
+target_dir=${CARGO_TARGET_DIR:-target}
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+export CERTCTL_TEST_PLUGIN_DIR="$target_dir/plugins"
+export CERTCTL_TEST_TESTING_PLUGIN_DIR="$target_dir/plugins-testing"
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
-echo "==> cargo clippy"
+echo "==> cargo clippy (host natively, SDK and plugins natively and for wasm32-wasip2)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --target wasm32-wasip2 -p certctl-sdk -p webhook -p httpreq -p misbehave -p future-contract -- -D warnings
 echo "==> cargo test"
 log="$CERTCTL_TEST_STATE/cargo-test.log"
 cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"

@@ -153,7 +153,16 @@ async fn check_config(state: &AppState, kind: InstanceKind, plugin: &str, config
     let outcome = state.plugins.validate_config(plugin, kind, &resolved).await;
     match outcome.result {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(PluginFailure::InvalidConfig(message))) => Err(ApiError::invalid("config", message)),
+        Ok(Err(PluginFailure::InvalidConfig(message))) => {
+            // SDK plugins start the message with the key: "config.url: required".
+            let field = message
+                .split_once(": ")
+                .map(|(f, _)| f)
+                .filter(|f| f.starts_with("config.") && !f.contains(' '))
+                .unwrap_or("config")
+                .to_string();
+            Err(ApiError::invalid(&field, message))
+        }
         Ok(Err(other)) => Err(ApiError::invalid("config", other.to_string())),
         Err(e) => Err(call_failed(plugin, &e)),
     }

@@ -26,6 +26,16 @@ pub struct HostPattern {
     port: Option<u16>,
 }
 
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.host)?;
+        match self.port {
+            Some(p) => write!(f, ":{p}"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl HostPattern {
     pub fn parse(s: &str) -> Result<HostPattern, String> {
         let (scheme, rest) = s
@@ -217,7 +227,9 @@ mod tests {
         assert!(!p.matches("https", "example.com", 443));
         assert!(!p.matches("https", "evilexample.com", 443));
         assert!(!p.matches("http", "api.example.com", 80));
+        assert_eq!(p.to_string(), "https://*.example.com");
         let q = HostPattern::parse("http://127.0.0.1:8080").expect("parse");
+        assert_eq!(q.to_string(), "http://127.0.0.1:8080");
         assert!(q.matches("http", "127.0.0.1", 8080));
         assert!(!q.matches("http", "127.0.0.1", 8081));
         assert!(HostPattern::parse("example.com").is_err());

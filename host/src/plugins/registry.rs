@@ -66,7 +66,7 @@ impl PluginInfo {
             requested_hosts: m.capabilities.outbound_hosts.clone(),
             granted_hosts: match &p.allowed.hosts {
                 None => vec!["*".to_string()],
-                Some(list) => list.iter().map(|h| format!("{h:?}")).collect(),
+                Some(list) => list.iter().map(|h| h.to_string()).collect(),
             },
             allow_private_networks: p.allowed.allow_private_networks,
             config_schema: serde_json::to_value(&m.config).unwrap_or_default(),

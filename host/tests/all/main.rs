@@ -5,5 +5,6 @@ mod api;
 mod common;
 mod keystore;
 mod plugins;
+mod sandbox;
 mod server;
 mod store;

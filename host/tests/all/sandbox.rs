@@ -23,10 +23,15 @@ use certctl::plugins::{CallError, PluginFailure};
 use crate::common::registry;
 
 fn dir_from(var: &str) -> PathBuf {
-    let dir = PathBuf::from(std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run the suite with scripts/test.sh, which builds the plugins")
-    }));
-    assert!(dir.join("misbehave.wasm").exists() || dir.join("webhook.wasm").exists(), "no plugins in {}", dir.display());
+    let dir =
+        PathBuf::from(std::env::var(var).unwrap_or_else(|_| {
+            panic!("{var} is not set: run the suite with scripts/test.sh, which builds the plugins")
+        }));
+    assert!(
+        dir.join("misbehave.wasm").exists() || dir.join("webhook.wasm").exists(),
+        "no plugins in {}",
+        dir.display()
+    );
     dir
 }
 
@@ -67,7 +72,10 @@ fn misbehaving(grants_toml: &str, limits: Limits) -> (Arc<Registry>, Arc<Metrics
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let reg = registry(vec![testing_dir()], grants(grants_toml), metrics.clone(), limits);
     let (loaded, refused) = reg.list();
-    assert!(loaded.iter().any(|p| p.name == "misbehave"), "misbehave not loaded: {refused:?}");
+    assert!(
+        loaded.iter().any(|p| p.name == "misbehave"),
+        "misbehave not loaded: {refused:?}"
+    );
     (reg, metrics)
 }
 
@@ -77,7 +85,10 @@ async fn notify_mode(reg: &Registry, config: serde_json::Value) -> certctl::plug
 
 fn metric(metrics: &Metrics, needle: &str) -> String {
     let text = metrics.render(&Default::default()).expect("render");
-    text.lines().filter(|l| l.contains(needle)).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .filter(|l| l.contains(needle))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,7 +96,13 @@ async fn a_well_behaved_call_succeeds_and_is_counted() {
     let (reg, metrics) = misbehaving("", limits());
     let out = notify_mode(&reg, serde_json::json!({"mode": "ok"})).await;
     assert_eq!(out.result, Ok(Ok(())));
-    assert!(metric(&metrics, "certctl_plugin_calls_total").contains("outcome=\"ok\"} 1"));
+    let calls = metric(&metrics, "certctl_plugin_calls_total{");
+    assert!(
+        calls
+            .lines()
+            .any(|l| l.contains("outcome=\"ok\"") && l.contains("op=\"notify\"") && l.ends_with(" 1")),
+        "{calls}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,10 +118,17 @@ async fn an_infinite_loop_is_stopped_by_the_cpu_budget() {
     let start = Instant::now();
     let out = notify_mode(&reg, serde_json::json!({"mode": "loop"})).await;
     assert_eq!(out.result, Err(CallError::CpuBudget));
-    assert!(start.elapsed() < Duration::from_secs(3), "stopped after {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "stopped after {:?}",
+        start.elapsed()
+    );
     assert!(metric(&metrics, "certctl_plugin_traps_total").contains("reason=\"timeout\"} 1"));
     // The next call on the same plugin is unaffected: instances are never reused.
-    assert_eq!(notify_mode(&reg, serde_json::json!({"mode": "ok"})).await.result, Ok(Ok(())));
+    assert_eq!(
+        notify_mode(&reg, serde_json::json!({"mode": "ok"})).await.result,
+        Ok(Ok(()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +137,10 @@ async fn a_memory_bomb_is_refused_and_the_host_carries_on() {
     let out = notify_mode(&reg, serde_json::json!({"mode": "memory"})).await;
     assert_eq!(out.result, Err(CallError::Memory));
     assert!(metric(&metrics, "certctl_plugin_traps_total").contains("reason=\"memory\"} 1"));
-    assert_eq!(notify_mode(&reg, serde_json::json!({"mode": "ok"})).await.result, Ok(Ok(())));
+    assert_eq!(
+        notify_mode(&reg, serde_json::json!({"mode": "ok"})).await.result,
+        Ok(Ok(()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,21 +148,36 @@ async fn deep_recursion_and_panics_are_traps() {
     let (reg, metrics) = misbehaving("", limits());
     for mode in ["recursion", "panic"] {
         let out = notify_mode(&reg, serde_json::json!({"mode": mode})).await;
-        assert!(matches!(out.result, Err(CallError::Trap(_))), "{mode}: {:?}", out.result);
+        assert!(
+            matches!(out.result, Err(CallError::Trap(_))),
+            "{mode}: {:?}",
+            out.result
+        );
     }
     assert!(metric(&metrics, "certctl_plugin_traps_total").contains("reason=\"trap\"} 2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_and_output_floods_are_capped() {
-    let (reg, _) = misbehaving("", Limits { cpu_ticks: 3000, wall: Duration::from_secs(60), ..limits() });
+    let (reg, _) = misbehaving(
+        "",
+        Limits {
+            cpu_ticks: 3000,
+            wall: Duration::from_secs(60),
+            ..limits()
+        },
+    );
     let out = notify_mode(&reg, serde_json::json!({"mode": "log-flood"})).await;
     assert_eq!(out.result, Ok(Ok(())));
     assert!(out.logs.len() <= 200, "{} lines kept", out.logs.len());
     assert!(out.logs_dropped > 900_000, "{} dropped", out.logs_dropped);
     let out = notify_mode(&reg, serde_json::json!({"mode": "stdout-flood"})).await;
     assert_eq!(out.result, Ok(Ok(())), "writes past the cap are discarded, not failed");
-    assert!(out.logs.iter().any(|(_, l)| l.contains("discarded")), "{:?}", out.logs.last());
+    assert!(
+        out.logs.iter().any(|(_, l)| l.contains("discarded")),
+        "{:?}",
+        out.logs.last()
+    );
 }
 
 /// A local HTTP server: `/ok` answers 200, `/hang` never answers, `/hook` records requests.
@@ -182,14 +224,28 @@ async fn outbound_http_needs_a_grant_and_private_addresses_need_their_own() {
 
     let (reg, _) = misbehaving("", limits());
     let out = notify_mode(&reg, serde_json::json!({"mode": "http", "url": url})).await;
-    let Ok(Err(failure)) = &out.result else { panic!("expected a plugin error, got {:?}", out.result) };
+    let Ok(Err(failure)) = &out.result else {
+        panic!("expected a plugin error, got {:?}", out.result)
+    };
     assert!(failure.to_string().to_lowercase().contains("denied"), "{failure}");
-    assert!(out.logs.iter().any(|(_, l)| l.contains("not granted")), "{:?}", out.logs);
+    assert!(
+        out.logs.iter().any(|(_, l)| l.contains("not granted")),
+        "{:?}",
+        out.logs
+    );
 
     let (reg, _) = misbehaving(&format!("[misbehave]\noutbound_hosts = [\"{host}\"]\n"), limits());
     let out = notify_mode(&reg, serde_json::json!({"mode": "http", "url": url})).await;
-    assert!(matches!(out.result, Ok(Err(_))), "loopback without a private-network grant: {:?}", out.result);
-    assert!(out.logs.iter().any(|(_, l)| l.contains("private address")), "{:?}", out.logs);
+    assert!(
+        matches!(out.result, Ok(Err(_))),
+        "loopback without a private-network grant: {:?}",
+        out.result
+    );
+    assert!(
+        out.logs.iter().any(|(_, l)| l.contains("private address")),
+        "{:?}",
+        out.logs
+    );
 
     let granted = format!("[misbehave]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
     let (reg, _) = misbehaving(&granted, limits());
@@ -197,7 +253,11 @@ async fn outbound_http_needs_a_grant_and_private_addresses_need_their_own() {
     assert_eq!(out.result, Ok(Ok(())), "{:?}", out.logs);
     let other = format!("http://localhost:{}/ok", server.addr.port());
     let out = notify_mode(&reg, serde_json::json!({"mode": "http", "url": other})).await;
-    assert!(matches!(out.result, Ok(Err(_))), "a different host name is not granted: {:?}", out.result);
+    assert!(
+        matches!(out.result, Ok(Err(_))),
+        "a different host name is not granted: {:?}",
+        out.result
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +265,13 @@ async fn a_call_that_never_gets_an_answer_hits_the_wall_clock_limit() {
     let server = test_server().await;
     let host = format!("http://127.0.0.1:{}", server.addr.port());
     let granted = format!("[misbehave]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
-    let (reg, metrics) = misbehaving(&granted, Limits { wall: Duration::from_secs(2), ..limits() });
+    let (reg, metrics) = misbehaving(
+        &granted,
+        Limits {
+            wall: Duration::from_secs(2),
+            ..limits()
+        },
+    );
     let start = Instant::now();
     let out = notify_mode(&reg, serde_json::json!({"mode": "http", "url": format!("{host}/hang")})).await;
     assert_eq!(out.result, Err(CallError::WallTimeout(Duration::from_secs(2))));
@@ -218,8 +284,19 @@ async fn five_hundred_requests_from_a_guest_all_succeed() {
     let server = test_server().await;
     let host = format!("http://127.0.0.1:{}", server.addr.port());
     let granted = format!("[misbehave]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
-    let (reg, _) = misbehaving(&granted, Limits { cpu_ticks: 3000, wall: Duration::from_secs(120), ..limits() });
-    let out = notify_mode(&reg, serde_json::json!({"mode": "http-many", "url": format!("{host}/ok"), "count": 500})).await;
+    let (reg, _) = misbehaving(
+        &granted,
+        Limits {
+            cpu_ticks: 3000,
+            wall: Duration::from_secs(120),
+            ..limits()
+        },
+    );
+    let out = notify_mode(
+        &reg,
+        serde_json::json!({"mode": "http-many", "url": format!("{host}/ok"), "count": 500}),
+    )
+    .await;
     assert_eq!(out.result, Ok(Ok(())), "{:?}", out.logs);
 }
 
@@ -243,8 +320,11 @@ async fn replacing_a_plugin_reloads_it_and_a_call_in_flight_finishes() {
     let host = format!("http://127.0.0.1:{}", server.addr.port());
     let dir = tempfile::tempdir().expect("tempdir");
     for ext in ["wasm", "toml"] {
-        std::fs::copy(testing_dir().join(format!("misbehave.{ext}")), dir.path().join(format!("misbehave.{ext}")))
-            .expect("copy");
+        std::fs::copy(
+            testing_dir().join(format!("misbehave.{ext}")),
+            dir.path().join(format!("misbehave.{ext}")),
+        )
+        .expect("copy");
     }
     let granted = format!("[misbehave]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
     let metrics = Arc::new(Metrics::new().expect("metrics"));
@@ -252,7 +332,10 @@ async fn replacing_a_plugin_reloads_it_and_a_call_in_flight_finishes() {
         vec![dir.path().to_path_buf()],
         grants(&granted),
         metrics,
-        Limits { wall: Duration::from_secs(2), ..limits() },
+        Limits {
+            wall: Duration::from_secs(2),
+            ..limits()
+        },
     );
     assert!(!reg.reload_if_changed(), "nothing changed yet");
 
@@ -275,12 +358,14 @@ async fn replacing_a_plugin_reloads_it_and_a_call_in_flight_finishes() {
     // Put it back: loaded again without a restart.
     std::fs::copy(testing_dir().join("misbehave.wasm"), dir.path().join("misbehave.wasm")).expect("copy");
     assert!(reg.reload_if_changed());
-    assert_eq!(notify_mode(&reg, serde_json::json!({"mode": "ok"})).await.result, Ok(Ok(())));
+    assert_eq!(
+        notify_mode(&reg, serde_json::json!({"mode": "ok"})).await.result,
+        Ok(Ok(()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_notifier_posts_signed_json() {
-    use hmac::{Hmac, Mac};
     let server = test_server().await;
     let host = format!("http://127.0.0.1:{}", server.addr.port());
     let granted = format!("[webhook]\noutbound_hosts = [\"{host}\"]\nallow_private_networks = true\n");
@@ -298,10 +383,13 @@ async fn the_webhook_notifier_posts_signed_json() {
     assert_eq!(json["detail"]["days_left"], "7");
     let ts = headers["x-certctl-timestamp"].to_str().expect("timestamp");
     let sig = headers["x-certctl-signature"].to_str().expect("signature");
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"shared-secret").expect("key");
-    mac.update(format!("{ts}.").as_bytes());
-    mac.update(body);
-    assert_eq!(sig, format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"shared-secret");
+    let mut signed = format!("{ts}.").into_bytes();
+    signed.extend_from_slice(body);
+    assert_eq!(
+        sig,
+        format!("sha256={}", hex::encode(ring::hmac::sign(&key, &signed).as_ref()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,7 +413,10 @@ async fn the_httpreq_solver_speaks_legos_protocol() {
     assert_eq!(paths, vec!["/dns/present", "/dns/cleanup"]);
     for (_, headers, body) in &seen {
         let json: serde_json::Value = serde_json::from_slice(body).expect("JSON");
-        assert_eq!(json, serde_json::json!({"fqdn": "_acme-challenge.example.test.", "value": "token-value"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"fqdn": "_acme-challenge.example.test.", "value": "token-value"})
+        );
         assert_eq!(headers["authorization"], "Basic dTpw");
     }
 }
@@ -335,7 +426,13 @@ async fn the_httpreq_solver_speaks_legos_protocol() {
 async fn the_server_stays_responsive_while_plugins_misbehave() {
     use tower::ServiceExt;
     let app = crate::common::TestApp::new(crate::common::Backend::Sqlite).await;
-    let (reg, _) = misbehaving("", Limits { cpu_ticks: 200, ..limits() });
+    let (reg, _) = misbehaving(
+        "",
+        Limits {
+            cpu_ticks: 200,
+            ..limits()
+        },
+    );
     let attacks: Vec<_> = (0..2)
         .map(|_| {
             let reg = reg.clone();
@@ -345,7 +442,10 @@ async fn the_server_stays_responsive_while_plugins_misbehave() {
     let mut worst = Duration::ZERO;
     for _ in 0..20 {
         let start = Instant::now();
-        let req = axum::http::Request::builder().uri("/health").body(axum::body::Body::empty()).expect("request");
+        let req = axum::http::Request::builder()
+            .uri("/health")
+            .body(axum::body::Body::empty())
+            .expect("request");
         let resp = app.router.clone().oneshot(req).await.expect("response");
         assert_eq!(resp.status(), 200);
         worst = worst.max(start.elapsed());
@@ -354,7 +454,10 @@ async fn the_server_stays_responsive_while_plugins_misbehave() {
     for a in attacks {
         assert_eq!(a.await.expect("join").result, Err(CallError::CpuBudget));
     }
-    assert!(worst < Duration::from_millis(100), "slowest /health during the attack: {worst:?}");
+    assert!(
+        worst < Duration::from_millis(100),
+        "slowest /health during the attack: {worst:?}"
+    );
 }
 
 /// A lego-httpreq-compatible DNS provider in memory: /present adds a TXT value, /cleanup
@@ -365,7 +468,10 @@ async fn httpreq_provider() -> (SocketAddr, Arc<Mutex<std::collections::BTreeMap
     let (p, c) = (records.clone(), records.clone());
     let body = |b: &Bytes| -> Option<(String, String)> {
         let v: serde_json::Value = serde_json::from_slice(b).ok()?;
-        Some((v["fqdn"].as_str()?.trim_end_matches('.').to_string(), v["value"].as_str()?.to_string()))
+        Some((
+            v["fqdn"].as_str()?.trim_end_matches('.').to_string(),
+            v["value"].as_str()?.to_string(),
+        ))
     };
     let app = Router::new()
         .route(
@@ -387,10 +493,10 @@ async fn httpreq_provider() -> (SocketAddr, Arc<Mutex<std::collections::BTreeMap
             axum::routing::post(move |b: Bytes| {
                 let c = c.clone();
                 async move {
-                    if let (Some((fqdn, value)), Ok(mut r)) = (body(&b), c.lock()) {
-                        if let Some(values) = r.get_mut(&fqdn) {
-                            values.retain(|v| *v != value);
-                        }
+                    if let (Some((fqdn, value)), Ok(mut r)) = (body(&b), c.lock())
+                        && let Some(values) = r.get_mut(&fqdn)
+                    {
+                        values.retain(|v| *v != value);
                     }
                 }
             }),
@@ -411,7 +517,14 @@ async fn httpreq_passes_the_dns_solver_conformance_suite() {
     let config = serde_json::json!({"endpoint": host}).to_string();
     let checks = certctl::plugins::conformance::dns_solver(&reg, "httpreq", &config, "example.test", |fqdn| {
         let records = records.clone();
-        async move { Ok(records.lock().map_err(|e| e.to_string())?.get(&fqdn).cloned().unwrap_or_default()) }
+        async move {
+            Ok(records
+                .lock()
+                .map_err(|e| e.to_string())?
+                .get(&fqdn)
+                .cloned()
+                .unwrap_or_default())
+        }
     })
     .await;
     assert_eq!(checks.len(), 7);
@@ -434,11 +547,19 @@ async fn the_conformance_suite_catches_a_provider_that_swaps_values() {
     let checks = certctl::plugins::conformance::dns_solver(&reg, "httpreq", &config, "example.test", |fqdn| {
         let records = records.clone();
         async move {
-            let all = records.lock().map_err(|e| e.to_string())?.get(&fqdn).cloned().unwrap_or_default();
+            let all = records
+                .lock()
+                .map_err(|e| e.to_string())?
+                .get(&fqdn)
+                .cloned()
+                .unwrap_or_default();
             Ok(all.last().cloned().into_iter().collect())
         }
     })
     .await;
     let failed: Vec<&str> = checks.iter().filter(|c| !c.passed).map(|c| c.rule).collect();
-    assert!(failed.contains(&"a second value at the same name is added, not swapped in"), "{failed:?}");
+    assert!(
+        failed.contains(&"a second value at the same name is added, not swapped in"),
+        "{failed:?}"
+    );
 }
