@@ -1,6 +1,6 @@
 //! The `certctl` command-line client: talks to the REST API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
@@ -57,6 +57,20 @@ pub enum PluginCommand {
         /// The operator grants file to check requested hosts against (CERTCTL_PLUGIN_GRANTS).
         #[arg(long)]
         grants: Option<PathBuf>,
+    },
+    /// Create a ready-to-build plugin project on the SDK.
+    New {
+        /// dns-solver, notifier or issuer.
+        #[arg(long)]
+        kind: String,
+        /// The plugin's name: lower-case letters, digits and '-'.
+        name: String,
+        /// Where to create the project directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The SDK crate (the sdk/ directory of a certctl checkout); default ./sdk.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
     /// Run the DNS-solver conformance suite against a real provider: present/cleanup on
     /// `_certctl-conformance.<zone>`, reading the results from the zone's DNS server with dig.
@@ -360,6 +374,20 @@ async fn conformance(cmd: &PluginCommand) -> anyhow::Result<String> {
 
 async fn plugin_command(cmd: &PluginCommand, json: bool) -> anyhow::Result<String> {
     match cmd {
+        PluginCommand::New { kind, name, dir, sdk } => {
+            let kind: crate::model::InstanceKind = kind.parse().map_err(|e: String| anyhow!("--kind: {e}"))?;
+            let sdk = match sdk {
+                Some(p) => p.clone(),
+                None if Path::new("sdk/Cargo.toml").exists() => PathBuf::from("sdk"),
+                None => return Err(anyhow!("pass --sdk PATH: the sdk/ directory of a certctl checkout")),
+            };
+            let root = crate::scaffold::new_plugin(dir, name, kind, &sdk)?;
+            Ok(format!(
+                "created {}\nnext: cd {} && ./build.sh && certctl plugin validate dist/{name}.wasm",
+                root.display(),
+                root.display()
+            ))
+        }
         PluginCommand::Inspect { file } => {
             let runtime = local_runtime()?;
             let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;

@@ -9,6 +9,7 @@ pub mod keystore;
 pub mod metrics;
 pub mod model;
 pub mod plugins;
+pub mod scaffold;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -563,3 +563,168 @@ async fn the_conformance_suite_catches_a_provider_that_swaps_values() {
         "{failed:?}"
     );
 }
+
+/// The plugin author's path end to end, on a running server: drop webhook.wasm + webhook.toml
+/// into the plugin directory, see it in /api/v1/plugins without a restart, create a notifier
+/// instance with a secret reference, run its test action, and find the signed event at the
+/// receiver. A DNS solver instance's test action presents and cleans up its probe record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_dropped_into_a_running_server_is_usable_over_the_api() {
+    let receiver = test_server().await;
+    let recv = format!("http://127.0.0.1:{}", receiver.addr.port());
+    let work = tempfile::tempdir().expect("tempdir");
+    let plugin_dir = work.path().join("plugins");
+    std::fs::create_dir(&plugin_dir).expect("plugin dir");
+    let grants = work.path().join("grants.toml");
+    std::fs::write(
+        &grants,
+        format!(
+            "[webhook]\noutbound_hosts = [\"{recv}\"]\nallow_private_networks = true\n\
+             [httpreq]\noutbound_hosts = [\"{recv}\"]\nallow_private_networks = true\n"
+        ),
+    )
+    .expect("grants");
+    let secret_file = work.path().join("webhook-secret");
+    std::fs::write(&secret_file, "hook-secret\n").expect("secret");
+    let env = std::collections::BTreeMap::from([
+        (
+            "CERTCTL_DATA_DIR".to_string(),
+            work.path().join("data").display().to_string(),
+        ),
+        ("CERTCTL_PLUGIN_DIRS".to_string(), plugin_dir.display().to_string()),
+        ("CERTCTL_PLUGIN_GRANTS".to_string(), grants.display().to_string()),
+        (
+            "CERTCTL_API_KEYS_NAMED".to_string(),
+            "ops:ops-key-0123456789abcdef".to_string(),
+        ),
+    ]);
+    let mut config = certctl::config::Config::resolve(&Default::default(), &env).expect("config");
+    config.port = 0;
+    let running = certctl::server::start(config).await.expect("start");
+    let base = format!("https://localhost:{}/api/v1", running.addr.port());
+    let ca = std::fs::read(work.path().join("data/tls/ca.crt")).expect("ca");
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("pem"))
+        .build()
+        .expect("client");
+    let key = "ops-key-0123456789abcdef";
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            let resp = http.get(path).bearer_auth(key).send().await.expect("request");
+            resp.json::<serde_json::Value>().await.expect("json")
+        }
+    };
+    let list = get(format!("{base}/plugins")).await;
+    assert_eq!(list["plugins"], serde_json::json!([]));
+
+    for name in ["webhook", "httpreq"] {
+        for ext in ["wasm", "toml"] {
+            std::fs::copy(
+                shipped_dir().join(format!("{name}.{ext}")),
+                plugin_dir.join(format!("{name}.{ext}")),
+            )
+            .expect("copy");
+        }
+    }
+    let mut names = Vec::new();
+    for _ in 0..100 {
+        let list = get(format!("{base}/plugins")).await;
+        names = list["plugins"]
+            .as_array()
+            .expect("plugins")
+            .iter()
+            .filter_map(|p| p["name"].as_str().map(String::from))
+            .collect();
+        if names.len() == 2 {
+            assert_eq!(list["plugins"][1]["granted_hosts"], serde_json::json!([recv.clone()]));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(names, vec!["httpreq", "webhook"], "picked up without a restart");
+
+    let post = |path: String, body: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            let resp = http
+                .post(path)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .expect("request");
+            (
+                resp.status().as_u16(),
+                resp.json::<serde_json::Value>().await.expect("json"),
+            )
+        }
+    };
+    // A literal secret is refused; a reference is accepted and shown back as the reference.
+    let (status, body) = post(
+        format!("{base}/notifiers"),
+        serde_json::json!({"name": "ops-hook", "plugin": "webhook", "config": {"url": format!("{recv}/hook"), "secret": "hook-secret"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("config.secret")),
+        "{body}"
+    );
+    let (status, body) = post(
+        format!("{base}/notifiers"),
+        serde_json::json!({"name": "ops-hook", "plugin": "webhook", "config": {"url": "ftp://nowhere"}}),
+    )
+    .await;
+    assert_eq!(status, 422, "the plugin's own validate-config refuses: {body}");
+    let secret_ref = format!("file:{}", secret_file.display());
+    let (status, created) = post(
+        format!("{base}/notifiers"),
+        serde_json::json!({"name": "ops-hook", "plugin": "webhook", "config": {"url": format!("{recv}/hook"), "secret": secret_ref}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["config"]["secret"], secret_ref.as_str());
+    let id = created["id"].as_str().expect("id");
+    let (status, report) = post(format!("{base}/notifiers/{id}/test"), serde_json::json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    let seen = receiver.seen.lock().expect("lock").clone();
+    let (path, headers, body) = seen.last().expect("the receiver got the test event");
+    assert_eq!(path, "/hook");
+    assert!(
+        headers.contains_key("x-certctl-signature"),
+        "signed with the secret from the file"
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(body).expect("json")["kind"],
+        "test"
+    );
+
+    let (status, solver) = post(
+        format!("{base}/dns-solvers"),
+        serde_json::json!({"name": "legacy-scripts", "plugin": "httpreq", "config": {"endpoint": format!("{recv}/dns")}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{solver}");
+    let sid = solver["id"].as_str().expect("id");
+    let (status, report) = post(
+        format!("{base}/dns-solvers/{sid}/test"),
+        serde_json::json!({"zone": "example.test"}),
+    )
+    .await;
+    assert_eq!((status, report["ok"].as_bool()), (200, Some(true)), "{report}");
+    let paths: Vec<String> = receiver
+        .seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(p, _, _)| p.clone())
+        .collect();
+    assert!(
+        paths.ends_with(&["/dns/present".to_string(), "/dns/cleanup".to_string()]),
+        "{paths:?}"
+    );
+    running.shutdown(Duration::from_secs(5)).await.expect("shutdown");
+}

@@ -367,3 +367,68 @@ async fn server_and_cli_binaries_end_to_end() {
         "the admin key never goes into the log stream: {after_banner:?}"
     );
 }
+
+/// `certctl plugin new` gives a project that builds to a component the server accepts.
+#[test]
+fn a_new_plugin_project_builds_and_validates() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    let certctl = env!("CARGO_BIN_EXE_certctl");
+    let out = Command::new(certctl)
+        .args(["plugin", "new", "--kind", "dns-solver", "acme-dns"])
+        .arg("--dir")
+        .arg(work.path())
+        .arg("--sdk")
+        .arg(&sdk)
+        .output()
+        .expect("run certctl plugin new");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let project = work.path().join("acme-dns");
+    let again = Command::new(certctl)
+        .args(["plugin", "new", "--kind", "dns-solver", "acme-dns", "--dir"])
+        .arg(work.path())
+        .arg("--sdk")
+        .arg(&sdk)
+        .output()
+        .expect("run");
+    assert!(!again.status.success(), "never overwrites a project");
+
+    let build = Command::new(project.join("build.sh"))
+        .env("CARGO_TARGET_DIR", work.path().join("target"))
+        .output()
+        .expect("run build.sh");
+    assert!(
+        build.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = project.join("dist/acme-dns.wasm");
+    let refused = Command::new(certctl)
+        .args(["plugin", "validate"])
+        .arg(&wasm)
+        .output()
+        .expect("validate");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not granted"),
+        "it asks for a host nobody granted"
+    );
+    let grants = work.path().join("grants.toml");
+    std::fs::write(&grants, "[acme-dns]\noutbound_hosts = [\"https://dns.example.com\"]\n").expect("grants");
+    let ok = Command::new(certctl)
+        .args(["plugin", "validate"])
+        .arg(&wasm)
+        .arg("--grants")
+        .arg(&grants)
+        .output()
+        .expect("validate");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("dns-solver acme-dns 0.1.0"));
+    let inspect = Command::new(certctl)
+        .args(["plugin", "inspect"])
+        .arg(&wasm)
+        .output()
+        .expect("inspect");
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("certctl:plugin/dns-solver@0.1.0"));
+}
