@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
         for _ in 0..iterations {
             let t = Instant::now();
             let out = rt
-                .call(&plugin, "notify", async |store, instance| {
+                .call(&plugin, "notify", None, async |store, instance| {
                     let guest = plugin.notifier_indices()?.load(&mut *store, instance)?;
                     guest.call_notify(&mut *store, &config, &ev).await
                 })

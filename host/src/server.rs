@@ -103,7 +103,10 @@ pub fn plugin_dirs(config: &Config) -> Vec<std::path::PathBuf> {
 }
 
 /// Builds the plugin runtime and loads every plugin directory once.
-pub async fn start_plugins(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Registry>> {
+pub async fn start_plugins(config: &Config, store: &Store, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Registry>> {
+    let shared_db = store.dialect() == crate::store::Dialect::Postgres;
+    let key = crate::keystore::encryption_key(config.encryption_key.as_ref(), &config.data_dir, shared_db)?;
+    let keystore = Arc::new(crate::keystore::Keystore::new(store.clone(), &key)?);
     let grants = match &config.plugin_grants {
         Some(path) => Grants::load(path).map_err(|e| anyhow::anyhow!("{e} (CERTCTL_PLUGIN_GRANTS)"))?,
         None => Grants::default(),
@@ -120,7 +123,8 @@ pub async fn start_plugins(config: &Config, metrics: Arc<Metrics>) -> anyhow::Re
     };
     let runtime = Runtime::new(settings).context("starting the plugin runtime")?;
     tracing::info!(pooling = runtime.pooling_active, "plugin runtime ready");
-    let registry = Arc::new(Registry::new(runtime, plugin_dirs(config), grants, metrics));
+    let registry =
+        Arc::new(Registry::new(runtime, plugin_dirs(config), grants, metrics).with_services(store.clone(), keystore));
     let loader = registry.clone();
     let (loaded, refused) = tokio::task::spawn_blocking(move || loader.reload())
         .await
@@ -208,7 +212,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let tls = RustlsConfig::from_config(loaded.config);
 
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
-    let plugins = start_plugins(&config, metrics.clone()).await?;
+    let plugins = start_plugins(&config, &store, metrics.clone()).await?;
     let watcher = plugins.clone().watch(Duration::from_secs(5));
     let state = AppState {
         store: store.clone(),

@@ -457,7 +457,14 @@ impl Runtime {
     }
 
     /// Runs `f` on a fresh instance of `plugin`, with every limit applied.
-    pub async fn call<T, F>(&self, plugin: &Loaded, op: &str, f: F) -> CallOutcome<T>
+    /// `instance` scopes the host services (kv, keystore) to the plugin instance of the call.
+    pub async fn call<T, F>(
+        &self,
+        plugin: &Loaded,
+        op: &str,
+        instance: Option<sandbox::InstanceContext>,
+        f: F,
+    ) -> CallOutcome<T>
     where
         F: AsyncFnOnce(
             &mut Store<StoreState>,
@@ -466,6 +473,7 @@ impl Runtime {
     {
         let start = Instant::now();
         let (mut store, stdout, stderr) = self.new_store(plugin);
+        store.data_mut().instance = instance;
         let memory_flag = store.data().limiter.exceeded.clone();
         let wall = self.settings.limits.wall;
         let span = tracing::info_span!("plugin.call", plugin = %plugin.manifest.name, op, duration_ms = tracing::field::Empty, outcome = tracing::field::Empty);

@@ -120,6 +120,8 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     current: RwLock<Loadout>,
     seen: RwLock<DirState>,
+    /// Host services for issuer instances (kv, keystore); `None` where no issuer runs.
+    services: Option<(crate::store::Store, Arc<crate::keystore::Keystore>)>,
 }
 
 fn wasm_files(dir: &Path) -> Vec<PathBuf> {
@@ -145,7 +147,26 @@ impl Registry {
             metrics,
             current: RwLock::new(Loadout::default()),
             seen: RwLock::new(Vec::new()),
+            services: None,
         }
+    }
+
+    /// Gives issuer calls their host services: the store (for `host-kv`) and the keystore.
+    pub fn with_services(mut self, store: crate::store::Store, keystore: Arc<crate::keystore::Keystore>) -> Self {
+        self.services = Some((store, keystore));
+        self
+    }
+
+    fn context(&self, instance_id: &str) -> Result<super::sandbox::InstanceContext, CallError> {
+        let (store, keystore) = self
+            .services
+            .as_ref()
+            .ok_or_else(|| CallError::Host("issuer calls need the store and keystore".into()))?;
+        Ok(super::sandbox::InstanceContext {
+            id: instance_id.to_string(),
+            store: store.clone(),
+            keystore: keystore.clone(),
+        })
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -311,7 +332,7 @@ impl Registry {
         let config = config.to_string();
         let outcome = self
             .runtime
-            .call(&plugin, "validate-config", async |store, instance| match kind {
+            .call(&plugin, "validate-config", None, async |store, instance| match kind {
                 InstanceKind::Notifier => {
                     let guest = notifier::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
                     guest.call_validate_config(&mut *store, &config).await
@@ -338,12 +359,66 @@ impl Registry {
         let config = config.to_string();
         let outcome = self
             .runtime
-            .call(&plugin, "notify", async |store, instance| {
+            .call(&plugin, "notify", None, async |store, instance| {
                 let guest = notifier::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
                 guest.call_notify(&mut *store, &config, event).await
             })
             .await;
         self.record(&plugin, "notify", &outcome);
+        outcome
+    }
+
+    /// Starts an issuance on issuer instance `instance_id`.
+    pub async fn issuer_begin(
+        &self,
+        name: &str,
+        instance_id: &str,
+        config: &str,
+        request: &v0_1::issuer::IssueRequest,
+    ) -> CallOutcome<v0_1::issuer::Progress> {
+        let (plugin, ctx) = match self
+            .plugin_of_kind(name, InstanceKind::Issuer)
+            .and_then(|p| Ok((p, self.context(instance_id)?)))
+        {
+            Ok(pc) => pc,
+            Err(e) => return Self::failed(e),
+        };
+        let config = config.to_string();
+        let outcome = self
+            .runtime
+            .call(&plugin, "begin", Some(ctx), async |store, instance| {
+                let guest = v0_1::issuer::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
+                guest.call_begin(&mut *store, &config, request).await
+            })
+            .await;
+        self.record(&plugin, "begin", &outcome);
+        outcome
+    }
+
+    /// Continues an issuance with the state a previous call returned.
+    pub async fn issuer_resume(
+        &self,
+        name: &str,
+        instance_id: &str,
+        config: &str,
+        state: &[u8],
+    ) -> CallOutcome<v0_1::issuer::Progress> {
+        let (plugin, ctx) = match self
+            .plugin_of_kind(name, InstanceKind::Issuer)
+            .and_then(|p| Ok((p, self.context(instance_id)?)))
+        {
+            Ok(pc) => pc,
+            Err(e) => return Self::failed(e),
+        };
+        let config = config.to_string();
+        let outcome = self
+            .runtime
+            .call(&plugin, "resume", Some(ctx), async |store, instance| {
+                let guest = v0_1::issuer::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
+                guest.call_resume(&mut *store, &config, state).await
+            })
+            .await;
+        self.record(&plugin, "resume", &outcome);
         outcome
     }
 
@@ -357,7 +432,7 @@ impl Registry {
         let config = config.to_string();
         let outcome = self
             .runtime
-            .call(&plugin, op, async |store, instance| {
+            .call(&plugin, op, None, async |store, instance| {
                 let guest = dns_solver::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
                 if present {
                     guest.call_present(&mut *store, &config, record).await

@@ -169,6 +169,22 @@ impl AsyncWrite for CappedOutput {
     }
 }
 
+/// The plugin instance a call is made for, with the host services scoped to it (issuers'
+/// `host-kv` and `host-keystore`).
+#[derive(Clone)]
+pub struct InstanceContext {
+    pub id: String,
+    pub store: crate::store::Store,
+    pub keystore: Arc<crate::keystore::Keystore>,
+}
+
+impl InstanceContext {
+    /// The keystore owner name of this instance's keys.
+    pub fn key_owner(&self) -> String {
+        format!("instance:{}", self.id)
+    }
+}
+
 /// Everything a store holds for one call.
 pub struct StoreState {
     pub wasi: WasiCtx,
@@ -178,6 +194,7 @@ pub struct StoreState {
     pub limiter: MemoryCap,
     pub log: Arc<CallLog>,
     pub plugin: String,
+    pub instance: Option<InstanceContext>,
 }
 
 impl StoreState {
@@ -203,6 +220,7 @@ impl StoreState {
             limiter: MemoryCap::new(limits.memory_bytes),
             log: CallLog::new(limits.log_lines),
             plugin: plugin.to_string(),
+            instance: None,
         }
     }
 }

@@ -54,40 +54,117 @@ impl host_log::Host for StoreState {
     }
 }
 
-// Issuer plugins arrive with the certificate lifecycle; until then the stores behind these
-// imports are not wired, and the calls say so as typed errors instead of trapping.
-const NOT_YET: &str = "this certctl server does not provide this host capability yet";
+/// The instance context of the call, or a trap: issuer imports are only linked for calls the
+/// host makes on behalf of an instance.
+fn context(state: &StoreState) -> wasmtime::Result<&super::sandbox::InstanceContext> {
+    state
+        .instance
+        .as_ref()
+        .ok_or_else(|| wasmtime::format_err!("host-kv/host-keystore used outside an instance call"))
+}
 
 impl host_kv::Host for StoreState {
-    async fn get(&mut self, _key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(None)
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        let ctx = context(self)?;
+        ctx.store
+            .kv_get(&ctx.id, &key)
+            .await
+            .map_err(|e| wasmtime::format_err!("host-kv storage failed: {e}"))
     }
 
-    async fn set(&mut self, _key: String, _value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
-        Ok(Err(NOT_YET.to_string()))
+    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        let ctx = context(self)?;
+        match ctx.store.kv_set(&ctx.id, &key, &value).await {
+            Ok(result) => Ok(result),
+            Err(e) => {
+                tracing::error!(plugin = %self.plugin, error = %e, "host-kv write failed");
+                Ok(Err("the host could not store the value; try again later".into()))
+            }
+        }
     }
 
-    async fn delete(&mut self, _key: String) -> wasmtime::Result<()> {
-        Ok(())
+    async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        let ctx = context(self)?;
+        ctx.store
+            .kv_delete(&ctx.id, &key)
+            .await
+            .map_err(|e| wasmtime::format_err!("host-kv storage failed: {e}"))
+    }
+}
+
+fn key_type(alg: host_keystore::KeyAlgorithm) -> crate::model::KeyType {
+    use crate::model::KeyType;
+    use host_keystore::KeyAlgorithm as A;
+    match alg {
+        A::EcdsaP256 => KeyType::EcdsaP256,
+        A::EcdsaP384 => KeyType::EcdsaP384,
+        A::Rsa2048 => KeyType::Rsa2048,
+        A::Rsa3072 => KeyType::Rsa3072,
+        A::Rsa4096 => KeyType::Rsa4096,
+        A::Ed25519 => KeyType::Ed25519,
+    }
+}
+
+fn keystore_error(e: crate::keystore::KeystoreError) -> PluginError {
+    use crate::keystore::KeystoreError as K;
+    match e {
+        K::NotFound(id) => PluginError::NotFound(format!("no key {id} belongs to this instance")),
+        K::Store(_) => PluginError::Transient("the keystore is unavailable; try again later".into()),
+        other => PluginError::Permanent(other.to_string()),
+    }
+}
+
+/// Checks that `key_id` belongs to the calling instance; another instance's key is reported
+/// as not found, so ids reveal nothing.
+async fn owned(ctx: &super::sandbox::InstanceContext, key_id: &str) -> Result<(), PluginError> {
+    match ctx.keystore.info(key_id).await {
+        Ok(info) if info.owner == ctx.key_owner() => Ok(()),
+        Ok(_) => Err(keystore_error(crate::keystore::KeystoreError::NotFound(
+            key_id.to_string(),
+        ))),
+        Err(e) => Err(keystore_error(e)),
     }
 }
 
 impl host_keystore::Host for StoreState {
     async fn generate_key(
         &mut self,
-        _algorithm: host_keystore::KeyAlgorithm,
+        algorithm: host_keystore::KeyAlgorithm,
     ) -> wasmtime::Result<Result<String, PluginError>> {
-        Ok(Err(PluginError::Permanent(NOT_YET.into())))
+        let ctx = context(self)?;
+        Ok(ctx
+            .keystore
+            .generate(&ctx.key_owner(), key_type(algorithm))
+            .await
+            .map(|k| k.id)
+            .map_err(keystore_error))
     }
 
-    async fn public_key(&mut self, _key_id: String) -> wasmtime::Result<Result<Vec<u8>, PluginError>> {
-        Ok(Err(PluginError::Permanent(NOT_YET.into())))
+    async fn public_key(&mut self, key_id: String) -> wasmtime::Result<Result<Vec<u8>, PluginError>> {
+        let ctx = context(self)?;
+        if let Err(e) = owned(ctx, &key_id).await {
+            return Ok(Err(e));
+        }
+        Ok(ctx
+            .keystore
+            .info(&key_id)
+            .await
+            .map(|k| k.public_key)
+            .map_err(keystore_error))
     }
 
-    async fn sign(&mut self, _key_id: String, _data: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, PluginError>> {
-        Ok(Err(PluginError::Permanent(NOT_YET.into())))
+    async fn sign(&mut self, key_id: String, data: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, PluginError>> {
+        let ctx = context(self)?;
+        if let Err(e) = owned(ctx, &key_id).await {
+            return Ok(Err(e));
+        }
+        Ok(ctx.keystore.sign(&key_id, &data).await.map_err(keystore_error))
     }
 }
+
+// The challenge broker arrives with the ACME issuer; until then the calls say so as typed
+// errors instead of trapping.
+const NOT_YET: &str = "this certctl server does not solve ACME challenges yet";
 
 impl host_challenge::Host for StoreState {
     async fn present_dns(&mut self, _identifier: String, _value: String) -> wasmtime::Result<Result<u64, PluginError>> {

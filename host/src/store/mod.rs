@@ -8,6 +8,7 @@
 
 pub mod jobs;
 pub mod keys;
+pub mod kv;
 pub mod migrate;
 
 use std::collections::BTreeMap;

@@ -728,3 +728,106 @@ async fn a_plugin_dropped_into_a_running_server_is_usable_over_the_api() {
     );
     running.shutdown(Duration::from_secs(5)).await.expect("shutdown");
 }
+
+/// The host side of the issuer contract: `host-kv` persists per instance across fresh
+/// instances, `host-keystore` signs with keys the plugin never sees, keys are private to their
+/// instance, and kv limits hold. Both databases.
+async fn issuer_host_services_are_scoped_to_the_instance(backend: crate::common::Backend) {
+    use base64::Engine;
+    use certctl::keystore::Keystore;
+    use certctl::model::InstanceKind;
+    use certctl::plugins::v0_1::issuer::{IssueRequest, Progress};
+    use certctl::store::AuditEntry;
+
+    let db = crate::common::TestDb::new(backend).await;
+    let store = db.store().await;
+    let keystore = Arc::new(Keystore::new(store.clone(), &certctl::config::EncryptionKey([5; 32])).expect("keystore"));
+    let runtime = certctl::plugins::Runtime::new(certctl::plugins::RuntimeSettings {
+        limits: limits(),
+        pooling: certctl::plugins::Pooling::Auto,
+        cache_dir: None,
+        ca_bundle: None,
+    })
+    .expect("runtime");
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let reg = Registry::new(runtime, vec![testing_dir()], Grants::default(), metrics)
+        .with_services(store.clone(), keystore.clone());
+    reg.reload();
+    let instance = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .create_instance(
+                    InstanceKind::Issuer,
+                    name,
+                    "kv-issuer",
+                    &serde_json::json!({}),
+                    AuditEntry::new("t", "t", "issuer", ""),
+                )
+                .await
+                .expect("instance")
+                .id
+        }
+    };
+    let (a, b) = (instance("a").await, instance("b").await);
+    let request = IssueRequest {
+        csr: b"not really a CSR".to_vec(),
+        names: vec!["example.test".into()],
+        validity_days: None,
+        profile: None,
+    };
+    let normal = serde_json::json!({"mode": "normal"}).to_string();
+    let out = reg.issuer_begin("kv-issuer", &a, &normal, &request).await;
+    let Ok(Ok(Progress::Pending(pending))) = out.result else {
+        panic!("begin: {:?} {:?}", out.result, out.logs)
+    };
+    let key_id = String::from_utf8(pending.state.clone()).expect("key id");
+    assert_eq!(
+        store.kv_get(&a, "key").await.expect("kv"),
+        Some(key_id.as_bytes().to_vec()),
+        "kv is in the database"
+    );
+    assert_eq!(
+        keystore.info(&key_id).await.expect("key").owner,
+        format!("instance:{a}")
+    );
+
+    let out = reg.issuer_resume("kv-issuer", &a, &normal, &pending.state).await;
+    let Ok(Ok(Progress::Issued(chain))) = out.result else {
+        panic!("resume: {:?} {:?}", out.result, out.logs)
+    };
+    let chain: serde_json::Value = serde_json::from_str(&chain).expect("json");
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("str"))
+            .expect("b64")
+    };
+    let spki = b64(&chain["public_key"]);
+    let (_, info) =
+        <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<_>>::from_der(&spki).expect("SPKI");
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_ASN1,
+        info.subject_public_key.data.to_vec(),
+    )
+    .verify(b"not really a CSR", &b64(&chain["signature"]))
+    .expect("the host signed the CSR bytes with the instance's key");
+    assert_eq!(chain["signature_kept_after_delete"], false);
+
+    let foreign = serde_json::json!({"mode": "foreign-key", "key_id": key_id}).to_string();
+    let out = reg.issuer_begin("kv-issuer", &b, &foreign, &request).await;
+    assert!(
+        matches!(out.result, Ok(Err(PluginFailure::NotFound(_)))),
+        "another instance's key: {:?}",
+        out.result
+    );
+
+    let oversize = serde_json::json!({"mode": "oversize"}).to_string();
+    let out = reg.issuer_begin("kv-issuer", &a, &oversize, &request).await;
+    let Ok(Err(failure)) = &out.result else {
+        panic!("oversize: {:?}", out.result)
+    };
+    assert!(failure.to_string().contains("65536"), "{failure}");
+    assert_eq!(store.kv_get(&a, "big").await.expect("kv"), None);
+}
+
+crate::on_both_backends!(issuer_host_services_are_scoped_to_the_instance);

@@ -162,6 +162,17 @@ async fn configured_certificate_files_reload_without_restart() {
 }
 
 #[tokio::test]
+async fn postgres_without_an_encryption_key_is_refused_at_start() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let data = tempfile::tempdir().expect("data");
+    let err = match server::start(config_in(data.path(), &[("CERTCTL_DATABASE_URL", &db.url)])).await {
+        Ok(_) => panic!("replicas would each generate their own key"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("CERTCTL_CONFIG_ENCRYPTION_KEY"), "{err}");
+}
+
+#[tokio::test]
 async fn migrations_via_hook_refuse_an_unmigrated_database() {
     let dir = tempfile::tempdir().expect("tempdir");
     let err = match server::start(config_in(dir.path(), &[("CERTCTL_MIGRATIONS_VIA_HOOK", "true")])).await {
@@ -196,6 +207,10 @@ async fn migrate_only_needs_nothing_but_the_url(backend: Backend) {
         &[
             ("CERTCTL_MIGRATIONS_VIA_HOOK", "true"),
             ("CERTCTL_DATABASE_URL", &db.url),
+            (
+                "CERTCTL_CONFIG_ENCRYPTION_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
         ],
     ))
     .await

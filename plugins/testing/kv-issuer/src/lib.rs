@@ -1,0 +1,77 @@
+//! Test issuer: proves the host side of `host-kv` and `host-keystore` (see README.md).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use certctl_sdk::{IssueRequest, Issuer, PluginError, Progress, keystore, kv};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub mode: String,
+    #[serde(default)]
+    pub key_id: Option<String>,
+}
+
+pub struct KvIssuer;
+
+impl Issuer for KvIssuer {
+    type Config = Config;
+
+    fn check_config(config: &Config) -> Result<(), PluginError> {
+        match config.mode.as_str() {
+            "normal" | "oversize" => Ok(()),
+            "foreign-key" if config.key_id.is_some() => Ok(()),
+            "foreign-key" => Err(PluginError::invalid_config(
+                "config.key_id: required in foreign-key mode",
+            )),
+            other => Err(PluginError::invalid_config(format!(
+                "config.mode: {other:?} is not one of normal, foreign-key, oversize"
+            ))),
+        }
+    }
+
+    fn begin(config: &Config, request: &IssueRequest) -> Result<Progress, PluginError> {
+        match config.mode.as_str() {
+            "foreign-key" => {
+                let key_id = config.key_id.as_deref().unwrap_or_default();
+                keystore::sign(key_id, &request.csr)?;
+                Err(PluginError::permanent("signed with a key this instance does not own"))
+            }
+            "oversize" => {
+                kv::set("big", &vec![0u8; 70 * 1024])?;
+                Err(PluginError::permanent("stored a value over the limit"))
+            }
+            _ => {
+                let key_id = keystore::generate_key(keystore::KeyAlgorithm::EcdsaP256)?;
+                let signature = keystore::sign(&key_id, &request.csr)?;
+                kv::set("key", key_id.as_bytes())?;
+                kv::set("signature", &signature)?;
+                Ok(Progress::Pending {
+                    after_ms: 0,
+                    state: key_id.into_bytes(),
+                })
+            }
+        }
+    }
+
+    fn resume(_config: &Config, state: &[u8]) -> Result<Progress, PluginError> {
+        let key_id = String::from_utf8(state.to_vec()).map_err(|_| PluginError::permanent("state is not a key id"))?;
+        let stored = kv::get("key").ok_or_else(|| PluginError::not_found("kv entry `key` is gone"))?;
+        if stored != key_id.as_bytes() {
+            return Err(PluginError::permanent("kv entry `key` does not match the state"));
+        }
+        let signature = kv::get("signature").ok_or_else(|| PluginError::not_found("kv entry `signature` is gone"))?;
+        let public_key = keystore::public_key(&key_id)?;
+        kv::delete("signature");
+        let chain = serde_json::json!({
+            "key_id": key_id,
+            "public_key": STANDARD.encode(public_key),
+            "signature": STANDARD.encode(signature),
+            "signature_kept_after_delete": kv::get("signature").is_some(),
+        });
+        Ok(Progress::Issued(chain.to_string()))
+    }
+}
+
+certctl_sdk::register_issuer!(KvIssuer);
