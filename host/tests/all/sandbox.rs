@@ -831,3 +831,48 @@ async fn issuer_host_services_are_scoped_to_the_instance(backend: crate::common:
 }
 
 crate::on_both_backends!(issuer_host_services_are_scoped_to_the_instance);
+
+/// A Kubernetes ConfigMap mount: files are symlinks through `..data`, and an update swaps that
+/// one symlink to a new timestamped directory. The poll must see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_style_symlink_swap_is_picked_up() {
+    use std::os::unix::fs::symlink;
+    let mount = tempfile::tempdir().expect("tempdir");
+    let m = mount.path();
+    let (v1, v2) = (m.join("..2026_11_28_v1"), m.join("..2026_11_28_v2"));
+    std::fs::create_dir(&v1).expect("v1");
+    std::fs::create_dir(&v2).expect("v2");
+    for ext in ["wasm", "toml"] {
+        std::fs::copy(
+            testing_dir().join(format!("misbehave.{ext}")),
+            v1.join(format!("misbehave.{ext}")),
+        )
+        .expect("copy");
+        std::fs::copy(
+            shipped_dir().join(format!("webhook.{ext}")),
+            v2.join(format!("webhook.{ext}")),
+        )
+        .expect("copy");
+    }
+    symlink("..2026_11_28_v1", m.join("..data")).expect("..data");
+    for name in ["misbehave", "webhook"] {
+        for ext in ["wasm", "toml"] {
+            symlink(format!("..data/{name}.{ext}"), m.join(format!("{name}.{ext}"))).expect("link");
+        }
+    }
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let reg = registry(vec![m.to_path_buf()], Grants::default(), metrics, limits());
+    let names = |reg: &Registry| reg.list().0.into_iter().map(|p| p.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(&reg),
+        vec!["misbehave"],
+        "webhook's links dangle in v1: {:?}",
+        reg.list().1
+    );
+
+    // The kubelet's atomic swap: a new symlink renamed over ..data.
+    symlink("..2026_11_28_v2", m.join("..data_tmp")).expect("tmp link");
+    std::fs::rename(m.join("..data_tmp"), m.join("..data")).expect("swap");
+    assert!(reg.reload_if_changed(), "the swap is noticed");
+    assert_eq!(names(&reg), vec!["webhook"]);
+}
