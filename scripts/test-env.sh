@@ -8,6 +8,7 @@ for d in /usr/lib/postgresql/*/bin; do
 done
 [ -n "$pg_bin" ] || need_pkgs+=(postgresql)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "==> installing ${need_pkgs[*]} (Debian packages)"
     if [ "$(id -u)" -ne 0 ]; then

@@ -75,6 +75,12 @@ impl PluginInfo {
     }
 }
 
+/// One step of an issuance.
+enum IssuerStep<'a> {
+    Begin(&'a v0_1::issuer::IssueRequest),
+    Resume(&'a [u8]),
+}
+
 /// Fingerprint of a directory's plugin files, to notice changes cheaply.
 type DirState = Vec<(PathBuf, u64, i128, Option<PathBuf>)>;
 
@@ -376,23 +382,8 @@ impl Registry {
         config: &str,
         request: &v0_1::issuer::IssueRequest,
     ) -> CallOutcome<v0_1::issuer::Progress> {
-        let (plugin, ctx) = match self
-            .plugin_of_kind(name, InstanceKind::Issuer)
-            .and_then(|p| Ok((p, self.context(instance_id)?)))
-        {
-            Ok(pc) => pc,
-            Err(e) => return Self::failed(e),
-        };
-        let config = config.to_string();
-        let outcome = self
-            .runtime
-            .call(&plugin, "begin", Some(ctx), async |store, instance| {
-                let guest = v0_1::issuer::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
-                guest.call_begin(&mut *store, &config, request).await
-            })
-            .await;
-        self.record(&plugin, "begin", &outcome);
-        outcome
+        self.issuer_step(name, instance_id, config, IssuerStep::Begin(request))
+            .await
     }
 
     /// Continues an issuance with the state a previous call returned.
@@ -403,6 +394,17 @@ impl Registry {
         config: &str,
         state: &[u8],
     ) -> CallOutcome<v0_1::issuer::Progress> {
+        self.issuer_step(name, instance_id, config, IssuerStep::Resume(state))
+            .await
+    }
+
+    async fn issuer_step(
+        &self,
+        name: &str,
+        instance_id: &str,
+        config: &str,
+        step: IssuerStep<'_>,
+    ) -> CallOutcome<v0_1::issuer::Progress> {
         let (plugin, ctx) = match self
             .plugin_of_kind(name, InstanceKind::Issuer)
             .and_then(|p| Ok((p, self.context(instance_id)?)))
@@ -410,15 +412,22 @@ impl Registry {
             Ok(pc) => pc,
             Err(e) => return Self::failed(e),
         };
+        let op = match step {
+            IssuerStep::Begin(_) => "begin",
+            IssuerStep::Resume(_) => "resume",
+        };
         let config = config.to_string();
         let outcome = self
             .runtime
-            .call(&plugin, "resume", Some(ctx), async |store, instance| {
+            .call(&plugin, op, Some(ctx), async |store, instance| {
                 let guest = v0_1::issuer::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
-                guest.call_resume(&mut *store, &config, state).await
+                match step {
+                    IssuerStep::Begin(request) => guest.call_begin(&mut *store, &config, request).await,
+                    IssuerStep::Resume(state) => guest.call_resume(&mut *store, &config, state).await,
+                }
             })
             .await;
-        self.record(&plugin, "resume", &outcome);
+        self.record(&plugin, op, &outcome);
         outcome
     }
 

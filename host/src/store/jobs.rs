@@ -175,36 +175,41 @@ impl Store {
     /// Cancels a job that has not finished. Returns the job and whether this call cancelled
     /// it (false: it had already finished), or `None` if there is no such job.
     pub async fn cancel_job(&self, id: &str, audit: super::AuditEntry) -> Result<Option<(Job, bool)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        self.transition(
+            id,
             "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
              WHERE id = $2 AND state IN ('pending', 'running', 'awaiting_csr', 'awaiting_approval')",
+            audit,
         )
-        .bind(Timestamp::now().0)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        let changed = done.rows_affected() == 1;
-        if changed {
-            super::insert_audit(&mut tx, &audit).await?;
-        }
-        tx.commit().await?;
-        Ok(self.get_job(id).await?.map(|j| (j, changed)))
+        .await
     }
 
     /// Puts a failed or cancelled job back in the queue with a fresh set of attempts. Returns
     /// the job and whether this call re-queued it, or `None` if there is no such job.
     pub async fn retry_job(&self, id: &str, audit: super::AuditEntry) -> Result<Option<(Job, bool)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let now = Timestamp::now();
-        let done = sqlx::query(
+        self.transition(
+            id,
             "UPDATE jobs SET state = 'pending', attempts = 0, run_after = $1, error_class = NULL, \
              error_message = NULL, updated_at = $1 WHERE id = $2 AND state IN ('failed', 'cancelled')",
+            audit,
         )
-        .bind(now.0)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        .await
+    }
+
+    /// Runs a state change (`$1` = now, `$2` = id) and audits it in the same transaction when it
+    /// changed a row.
+    async fn transition(
+        &self,
+        id: &str,
+        sql: &str,
+        audit: super::AuditEntry,
+    ) -> Result<Option<(Job, bool)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(sql)
+            .bind(Timestamp::now().0)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let changed = done.rows_affected() == 1;
         if changed {
             super::insert_audit(&mut tx, &audit).await?;
