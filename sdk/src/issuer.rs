@@ -22,6 +22,17 @@ pub struct IssueRequest {
     pub profile: Option<String>,
 }
 
+impl From<IssueRequest> for wit_issuer::IssueRequest {
+    fn from(r: IssueRequest) -> Self {
+        wit_issuer::IssueRequest {
+            csr: r.csr,
+            names: r.names,
+            validity_days: r.validity_days,
+            profile: r.profile,
+        }
+    }
+}
+
 impl From<wit_issuer::IssueRequest> for IssueRequest {
     fn from(r: wit_issuer::IssueRequest) -> Self {
         IssueRequest {
@@ -55,6 +66,17 @@ impl From<Progress> for wit_issuer::Progress {
                 wit_issuer::Progress::Pending(wit_issuer::PendingIssuance { after_ms, state })
             }
             Progress::Issued(chain) => wit_issuer::Progress::Issued(chain),
+        }
+    }
+}
+
+impl From<wit_issuer::Progress> for Progress {
+    fn from(p: wit_issuer::Progress) -> Self {
+        match p {
+            wit_issuer::Progress::Pending(wit_issuer::PendingIssuance { after_ms, state }) => {
+                Progress::Pending { after_ms, state }
+            }
+            wit_issuer::Progress::Issued(chain) => Progress::Issued(chain),
         }
     }
 }
@@ -153,31 +175,40 @@ macro_rules! register_issuer {
 const OUTSIDE_HOST: &str = "this host service needs a certctl host: not running as a WebAssembly component";
 
 /// A small key-value store private to one plugin instance, persisted by the host across calls
-/// and restarts (an ACME account URL, an order in progress). Keys are at most 256 bytes,
-/// values at most 64 KiB, at most 1024 keys per instance.
+/// and restarts (an ACME account URL, an order in progress). Keys are at most
+/// [`MAX_KEY_BYTES`](kv::MAX_KEY_BYTES) bytes, values at most
+/// [`MAX_VALUE_BYTES`](kv::MAX_VALUE_BYTES), at most [`MAX_KEYS`](kv::MAX_KEYS) keys per
+/// instance.
+///
+/// Natively (unit tests), the store is a `certctl_sdk::testkit::MockKv` installed on the
+/// thread; without one, `get` finds nothing and `set` fails.
 pub mod kv {
     use crate::PluginError;
+
+    /// The longest key, in bytes (UTF-8).
+    pub const MAX_KEY_BYTES: usize = 256;
+    /// The largest value, in bytes (64 KiB).
+    pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+    /// The most keys one instance may hold.
+    pub const MAX_KEYS: usize = 1024;
 
     /// The value stored under `key`, if any.
     pub fn get(key: &str) -> Option<Vec<u8>> {
         #[cfg(target_arch = "wasm32")]
         return crate::bindings::issuer::certctl::plugin::host_kv::get(key);
         #[cfg(not(target_arch = "wasm32"))]
-        {
-            let _ = key;
-            None
-        }
+        crate::testkit::kv_get(key)
     }
 
-    /// Stores `value` under `key`; a limit exceeded is [`PluginError::Permanent`].
+    /// Stores `value` under `key`; a limit exceeded is [`PluginError::Permanent`] with the
+    /// host's message.
     pub fn set(key: &str, value: &[u8]) -> Result<(), PluginError> {
         #[cfg(target_arch = "wasm32")]
         return crate::bindings::issuer::certctl::plugin::host_kv::set(key, value).map_err(PluginError::Permanent);
         #[cfg(not(target_arch = "wasm32"))]
-        {
-            let _ = (key, value);
-            Err(PluginError::permanent(super::OUTSIDE_HOST))
-        }
+        crate::testkit::kv_set(key, value)
+            .unwrap_or_else(|| Err(super::OUTSIDE_HOST.to_string()))
+            .map_err(PluginError::Permanent)
     }
 
     /// Deletes `key`; deleting a missing key is not an error.
@@ -185,7 +216,7 @@ pub mod kv {
         #[cfg(target_arch = "wasm32")]
         crate::bindings::issuer::certctl::plugin::host_kv::delete(key);
         #[cfg(not(target_arch = "wasm32"))]
-        let _ = key;
+        crate::testkit::kv_delete(key);
     }
 }
 

@@ -84,6 +84,12 @@
 //! - Outbound HTTP ([`http`]) reaches only what the operator granted to the instance; nothing
 //!   else leaves the sandbox: no files, no environment, no sockets.
 //! - [`log`] lines and stdout/stderr are attached to the call's trace, capped.
+//!
+//! # Testing natively
+//!
+//! `cargo test` runs a plugin's unit tests natively, against the mock host in `testkit`
+//! (not compiled for `wasm32`): recorded HTTP exchanges, an in-memory [`kv`], captured [`log`]
+//! lines, calls made the way the host makes them, and the DNS-solver conformance rules.
 
 // The docs link to every kind's items; they resolve when all kind features are on (as on
 // docs.rs, see Cargo.toml), and are plain text otherwise.
@@ -97,6 +103,8 @@ mod config;
 mod error;
 pub mod http;
 pub mod log;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testkit;
 mod types;
 
 #[cfg(feature = "dns-solver")]

@@ -3,7 +3,8 @@
 //! Lines are attached to the call's span and shown to operators, for example in the report of
 //! `POST /api/v1/notifiers/{id}/test`. The host caps their size and number per call: log what
 //! helps to diagnose a failure, never a secret. Outside a WebAssembly host (native unit tests)
-//! lines go to stderr.
+//! lines go to stderr, and are kept per thread for tests to assert on (see
+//! `certctl_sdk::testkit::logs`).
 
 use std::fmt::Display;
 
@@ -32,12 +33,18 @@ pub fn error(message: impl Display) {
     write(Level::Error, &message.to_string());
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Level {
+/// How important a log line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// [`trace`].
     Trace,
+    /// [`debug`].
     Debug,
+    /// [`info`].
     Info,
+    /// [`warn`].
     Warn,
+    /// [`error`].
     Error,
 }
 
@@ -57,4 +64,5 @@ fn write(level: Level, message: &str) {
 #[cfg(not(target_arch = "wasm32"))]
 fn write(level: Level, message: &str) {
     eprintln!("[{level:?}] {message}");
+    crate::testkit::capture_log(level, message);
 }

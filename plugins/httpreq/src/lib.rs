@@ -105,27 +105,152 @@ fn with_trailing_dot(fqdn: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::rc::Rc;
+
+    use certctl_sdk::http::Method;
+    use certctl_sdk::testkit::{self, MockHttp, MockResponse, RecordedRequest, conformance};
+
     use super::*;
 
-    fn check(json: serde_json::Value) -> Result<(), PluginError> {
-        HttpReq::validate_config(&json.to_string())
+    fn record(value: &str) -> DnsRecord {
+        testkit::dns_record("example.test", "_acme-challenge.www.example.test", value)
     }
 
     #[test]
-    fn the_body_is_legos() {
-        let message = Message {
-            fqdn: with_trailing_dot("_acme-challenge.example.test"),
-            value: "token-value",
-        };
-        assert_eq!(
-            serde_json::to_value(&message).expect("json"),
-            serde_json::json!({"fqdn": "_acme-challenge.example.test.", "value": "token-value"})
+    fn present_and_cleanup_post_legos_body() {
+        let mock = MockHttp::install();
+        for action in ["present", "cleanup"] {
+            mock.expect(Method::Post, format!("https://dns.internal/acme/{action}"))
+                .header("content-type", "application/json")
+                .json_body(&serde_json::json!({"fqdn": "_acme-challenge.www.example.test.", "value": "token-value"}))
+                .respond(MockResponse::ok());
+        }
+        // A trailing slash on the endpoint is not doubled.
+        let dns = testkit::dns_solver::<HttpReq>(r#"{"endpoint": "https://dns.internal/acme/"}"#);
+        assert_eq!(dns.present(&record("token-value")), Ok(()));
+        assert_eq!(dns.cleanup(&record("token-value")), Ok(()));
+
+        let requests = mock.requests();
+        assert!(
+            requests.iter().all(|r| r.header("authorization").is_none()),
+            "{requests:?}"
         );
-        assert_eq!(with_trailing_dot("a.example."), "a.example.");
+        assert!(requests.iter().all(|r| r.timeout == Some(TIMEOUT)));
+        let logged: Vec<String> = testkit::logs().into_iter().map(|l| l.message).collect();
+        assert_eq!(
+            logged,
+            [
+                "present _acme-challenge.www.example.test. done",
+                "cleanup _acme-challenge.www.example.test. done"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_name_with_a_trailing_dot_keeps_one() {
+        let mock = MockHttp::install();
+        mock.expect(Method::Post, "http://dns.internal/present")
+            .json_body(&serde_json::json!({"fqdn": "a.example.", "value": "v"}))
+            .respond(MockResponse::ok());
+        let dns = testkit::dns_solver::<HttpReq>(r#"{"endpoint": "http://dns.internal"}"#);
+        assert_eq!(dns.present(&testkit::dns_record("example", "a.example.", "v")), Ok(()));
+    }
+
+    #[test]
+    fn basic_auth_as_lego_sends_it() {
+        let mock = MockHttp::install();
+        mock.expect(Method::Post, "https://dns.internal/present")
+            .header("authorization", "Basic dTpw") // base64("u:p")
+            .respond(MockResponse::ok());
+        mock.expect(Method::Post, "https://dns.internal/present")
+            .header("authorization", "Basic dTo=") // base64("u:"): no password
+            .respond(MockResponse::ok());
+        let with_password =
+            testkit::dns_solver::<HttpReq>(r#"{"endpoint": "https://dns.internal", "username": "u", "password": "p"}"#);
+        assert_eq!(with_password.present(&record("v")), Ok(()));
+        let without = testkit::dns_solver::<HttpReq>(r#"{"endpoint": "https://dns.internal", "username": "u"}"#);
+        assert_eq!(without.present(&record("v")), Ok(()));
+        // An empty user name sends no credentials.
+        let empty = testkit::dns_solver::<HttpReq>(r#"{"endpoint": "https://dns.internal", "username": ""}"#);
+        mock.expect(Method::Post, "https://dns.internal/present")
+            .respond(MockResponse::ok());
+        assert_eq!(empty.present(&record("v")), Ok(()));
+        assert_eq!(mock.requests()[2].header("authorization"), None);
+    }
+
+    #[test]
+    fn endpoint_failures_are_typed() {
+        let mock = MockHttp::install();
+        mock.expect(Method::Post, "https://dns.internal/present")
+            .respond(MockResponse::new(401).body("bad credentials"));
+        mock.expect(Method::Post, "https://dns.internal/present")
+            .respond(MockResponse::new(502));
+        mock.expect(Method::Post, "https://dns.internal/present")
+            .respond(MockResponse::timeout());
+        let dns = testkit::dns_solver::<HttpReq>(r#"{"endpoint": "https://dns.internal"}"#);
+        assert_eq!(
+            dns.present(&record("v")),
+            Err(PluginError::Auth(
+                "POST https://dns.internal answered 401 Unauthorized: bad credentials".into()
+            ))
+        );
+        assert!(matches!(dns.present(&record("v")), Err(PluginError::Transient(_))));
+        assert_eq!(
+            dns.present(&record("v")),
+            Err(PluginError::Transient(
+                "POST https://dns.internal: no complete answer within 30.0 s".into()
+            ))
+        );
+    }
+
+    /// A lego httpreq endpoint: `/present` adds the value to the TXT set at the name, `/cleanup`
+    /// removes it (and answers 200 when it is not there, as such endpoints do).
+    fn lego_endpoint() -> conformance::FakeDnsProvider {
+        let records: Rc<RefCell<BTreeMap<String, Vec<String>>>> = Rc::default();
+        let state = Rc::clone(&records);
+        let handle = move |request: &RecordedRequest| {
+            #[derive(Deserialize)]
+            struct Body {
+                fqdn: String,
+                value: String,
+            }
+            let Ok(body) = request.json::<Body>() else {
+                return MockResponse::new(400);
+            };
+            let Some(name) = body.fqdn.strip_suffix('.') else {
+                return MockResponse::new(400).body("fqdn must end with a dot");
+            };
+            let mut records = state.borrow_mut();
+            let values = records.entry(name.to_string()).or_default();
+            match (request.method, request.path()) {
+                (Method::Post, "/present") => {
+                    if !values.contains(&body.value) {
+                        values.push(body.value);
+                    }
+                }
+                (Method::Post, "/cleanup") => values.retain(|v| *v != body.value),
+                _ => return MockResponse::new(404),
+            }
+            MockResponse::ok()
+        };
+        let lookup = move |fqdn: &str| records.borrow().get(fqdn).cloned().unwrap_or_default();
+        conformance::FakeDnsProvider::new(handle, lookup)
+    }
+
+    #[test]
+    fn conforms_against_a_lego_httpreq_endpoint() {
+        conformance::dns_solver::<HttpReq>(
+            r#"{"endpoint": "https://dns.internal", "username": "u", "password": "p"}"#,
+            "example.test",
+            lego_endpoint(),
+        );
     }
 
     #[test]
     fn config_is_checked_by_key() {
+        let check = |config: serde_json::Value| testkit::dns_solver::<HttpReq>(config.to_string()).validate_config();
         assert!(check(serde_json::json!({"endpoint": "https://dns.internal/acme"})).is_ok());
         assert!(
             check(serde_json::json!({"endpoint": "http://x", "username": "u", "password": "p", "mode": ""})).is_ok()
@@ -159,5 +284,9 @@ mod tests {
                 other => panic!("{config}: {other:?}"),
             }
         }
+        // The same checks run before every call, so nothing is sent with a bad configuration.
+        let _mock = MockHttp::install();
+        let bad = testkit::dns_solver::<HttpReq>(r#"{"endpoint": "http://x", "mode": "RAW"}"#);
+        assert!(matches!(bad.present(&record("v")), Err(PluginError::InvalidConfig(_))));
     }
 }

@@ -133,10 +133,73 @@ fn signature(secret: &str, timestamp: u64, body: &[u8]) -> Result<String, Plugin
 
 #[cfg(test)]
 mod tests {
+    use certctl_sdk::http::Method;
+    use certctl_sdk::testkit::{self, MockHttp, MockResponse};
+
     use super::*;
 
-    fn check(json: serde_json::Value) -> Result<(), PluginError> {
-        Webhook::validate_config(&json.to_string())
+    const URL: &str = "https://hooks.example.test/certctl?token=abc";
+
+    /// The event as a receiver sees it, written out rather than derived from `Event`.
+    fn expected_body() -> serde_json::Value {
+        serde_json::json!({
+            "kind": "test",
+            "severity": "info",
+            "summary": "certctl test notification for example",
+            "subject": "example",
+            "dedup_key": "test-example",
+            "occurred_at": 1_800_000_000u64,
+            "detail": {"requested_by": "admin"}
+        })
+    }
+
+    #[test]
+    fn posts_the_event_as_json_with_the_configured_headers() {
+        let mock = MockHttp::install();
+        mock.expect(Method::Post, URL)
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer receiver-token")
+            .json_body(&expected_body())
+            .respond(MockResponse::new(204));
+        let config = serde_json::json!({"url": URL, "headers": {"Authorization": "Bearer receiver-token"}});
+        let webhook = testkit::notifier::<Webhook>(config.to_string());
+        assert_eq!(webhook.notify(&testkit::test_event()), Ok(()));
+
+        let sent = &mock.requests()[0];
+        assert_eq!(sent.timeout, Some(Duration::from_secs(10)));
+        assert_eq!(sent.header("x-certctl-signature"), None, "unsigned without a secret");
+        assert_eq!(sent.header("x-certctl-timestamp"), None);
+        assert_eq!(testkit::logs()[0].message, "delivered test event for example");
+    }
+
+    #[test]
+    fn the_signature_verifies_as_the_readme_says() {
+        let mock = MockHttp::install();
+        mock.expect(Method::Post, URL)
+            .json_body(&expected_body())
+            .respond(MockResponse::ok());
+        let config = serde_json::json!({"url": URL, "secret": "shared-secret", "timeout_seconds": 3});
+        let before = unix_seconds().expect("clock");
+        assert_eq!(
+            testkit::notifier::<Webhook>(config.to_string()).notify(&testkit::test_event()),
+            Ok(())
+        );
+
+        // Verify as a receiver would: HMAC-SHA256 over "<timestamp>.<body>", hex, "sha256=".
+        let sent = &mock.requests()[0];
+        assert_eq!(sent.timeout, Some(Duration::from_secs(3)));
+        let timestamp = sent.header("x-certctl-timestamp").expect("a timestamp");
+        let seconds: u64 = timestamp.parse().expect("seconds");
+        assert!(seconds >= before && seconds <= before + 60, "{timestamp}");
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"shared-secret").expect("key");
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(&sent.body);
+        let hex = sent
+            .header("x-certctl-signature")
+            .and_then(|s| s.strip_prefix("sha256="))
+            .expect("sha256=<hex>");
+        mac.verify_slice(&hex::decode(hex).expect("hex"))
+            .expect("the signature verifies");
     }
 
     #[test]
@@ -149,7 +212,33 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_receiver_is_retried_later() {
+        let mock = MockHttp::install();
+        mock.expect(Method::Post, URL)
+            .respond(MockResponse::new(429).header("Retry-After", "120"));
+        let webhook = testkit::notifier::<Webhook>(serde_json::json!({"url": URL}).to_string());
+        let err = webhook.notify(&testkit::test_event()).expect_err("429");
+        assert_eq!(err, PluginError::RateLimited(Some(120)));
+        assert!(err.is_retryable());
+    }
+
+    #[test]
+    fn a_refused_connection_is_transient_and_names_no_token() {
+        let mock = MockHttp::install();
+        mock.expect(Method::Post, URL)
+            .respond(MockResponse::connection_refused());
+        let webhook = testkit::notifier::<Webhook>(serde_json::json!({"url": URL}).to_string());
+        assert_eq!(
+            webhook.notify(&testkit::test_event()),
+            Err(PluginError::Transient(
+                "POST https://hooks.example.test: connection refused".into()
+            ))
+        );
+    }
+
+    #[test]
     fn config_is_checked_by_key() {
+        let check = |config: serde_json::Value| testkit::notifier::<Webhook>(config.to_string()).validate_config();
         assert!(check(serde_json::json!({"url": "https://hooks.example.com/x"})).is_ok());
         assert!(
             check(serde_json::json!({
@@ -197,5 +286,12 @@ mod tests {
                 other => panic!("{config}: {other:?}"),
             }
         }
+        // The same checks run before every delivery, so nothing is sent with a bad configuration.
+        let _mock = MockHttp::install();
+        let bad = testkit::notifier::<Webhook>(serde_json::json!({"url": "https://x", "secret": ""}).to_string());
+        assert!(matches!(
+            bad.notify(&testkit::test_event()),
+            Err(PluginError::InvalidConfig(_))
+        ));
     }
 }

@@ -205,8 +205,7 @@ impl Request {
         if sends_body && self.header_value("content-length").is_none() {
             headers.push(("Content-Length".into(), self.body.len().to_string()));
         }
-        let raw = send_raw(self.method, &target, &headers, &self.body, self.timeout)
-            .map_err(|cause| PluginError::transient(format!("{what}: {cause}")))?;
+        let raw = send_raw(self, &target, &headers, &what)?;
         Ok(Response {
             status: raw.status,
             headers: raw.headers,
@@ -217,33 +216,83 @@ impl Request {
 }
 
 /// What the transport hands back.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-struct RawResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct RawResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// The error for a request that got no answer: [`PluginError::Transient`] naming the method, the
+/// origin and the cause.
+pub(crate) fn no_answer(what: &str, cause: &str) -> PluginError {
+    PluginError::transient(format!("{what}: {cause}"))
+}
+
+/// Why no answer came, worded as the `wasi:http` transport words it. Shared with the native test
+/// kit, so that the failures it simulates read exactly like real ones.
+pub(crate) mod cause {
+    use std::time::Duration;
+
+    /// `HttpRequestDenied`: the host refused the destination (no grant).
+    pub(crate) const REQUEST_DENIED: &str =
+        "HTTP request denied: the destination is not granted to this plugin instance";
+    /// `ConnectionRefused`.
+    pub(crate) const CONNECTION_REFUSED: &str = "connection refused";
+    /// `ConnectionTimeout`: certctl's host reports its own client timeout this way.
+    pub(crate) const CONNECTION_TIMEOUT: &str = "connection timed out";
+
+    /// The request's own deadline ([`Request::timeout`](super::Request::timeout)) passed.
+    pub(crate) fn timed_out(timeout: Option<Duration>) -> String {
+        match timeout {
+            Some(t) => format!("no complete answer within {:.1} s", t.as_secs_f64()),
+            None => "timed out".to_string(),
+        }
+    }
+
+    /// The response body is over [`MAX_RESPONSE_BODY`](super::MAX_RESPONSE_BODY).
+    pub(crate) fn body_too_large() -> String {
+        format!(
+            "the response body is larger than {} MiB",
+            super::MAX_RESPONSE_BODY / (1024 * 1024)
+        )
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
 fn send_raw(
-    method: Method,
+    request: &Request,
     target: &Target,
     headers: &[(String, String)],
-    body: &[u8],
-    timeout: Option<Duration>,
-) -> Result<RawResponse, String> {
-    transport::send(method, target, headers, body, timeout)
+    what: &str,
+) -> Result<RawResponse, PluginError> {
+    transport::send(request.method, target, headers, &request.body, request.timeout)
+        .map_err(|cause| no_answer(what, &cause))
 }
 
+/// Natively, a [`MockHttp`](crate::testkit::MockHttp) installed on this thread answers; without
+/// one, sending fails cleanly.
 #[cfg(not(target_arch = "wasm32"))]
 fn send_raw(
-    _method: Method,
+    request: &Request,
     _target: &Target,
-    _headers: &[(String, String)],
-    _body: &[u8],
-    _timeout: Option<Duration>,
-) -> Result<RawResponse, String> {
-    Err("outbound HTTP needs a certctl host: this code is not running as a WebAssembly component".into())
+    headers: &[(String, String)],
+    what: &str,
+) -> Result<RawResponse, PluginError> {
+    let exchange = crate::testkit::MockedRequest {
+        method: request.method,
+        url: &request.url,
+        headers,
+        body: &request.body,
+        timeout: request.timeout,
+        what,
+    };
+    crate::testkit::send(exchange).unwrap_or_else(|| {
+        Err(no_answer(
+            what,
+            "outbound HTTP needs a certctl host: this code is not running as a WebAssembly component \
+             (in native tests, install certctl_sdk::testkit::MockHttp)",
+        ))
+    })
 }
 
 /// An HTTP response with its whole body.

@@ -27,7 +27,7 @@ use wasip2::http::types::{
 use wasip2::io::poll::{self, Pollable};
 use wasip2::io::streams::StreamError;
 
-use super::{MAX_RESPONSE_BODY, Method, RawResponse, Target};
+use super::{MAX_RESPONSE_BODY, Method, RawResponse, Target, cause};
 
 /// `blocking-write-and-flush` takes at most 4096 bytes per call.
 const WRITE_CHUNK: usize = 4096;
@@ -80,7 +80,7 @@ pub(super) fn send(
     let response = match wait_for_response(&future, deadline.as_ref()) {
         Waited::Response(r) => r,
         Waited::Failed(code) => return Err(describe(&code)),
-        Waited::TimedOut => return Err(timed_out(timeout)),
+        Waited::TimedOut => return Err(cause::timed_out(timeout)),
         Waited::Broken(why) => {
             return Err(match body_error {
                 Some(body) => format!("{why} (sending the body failed: {body})"),
@@ -104,7 +104,7 @@ pub(super) fn send(
         .consume()
         .map_err(|()| "response body unavailable".to_string())?;
     let body = read_body(incoming, deadline.as_ref()).map_err(|e| match e {
-        ReadError::TimedOut => timed_out(timeout),
+        ReadError::TimedOut => cause::timed_out(timeout),
         ReadError::Failed(why) => why,
     })?;
     drop(response);
@@ -120,13 +120,6 @@ fn wasi_method(method: Method) -> WasiMethod {
         Method::Patch => WasiMethod::Patch,
         Method::Delete => WasiMethod::Delete,
         Method::Options => WasiMethod::Options,
-    }
-}
-
-fn timed_out(timeout: Option<Duration>) -> String {
-    match timeout {
-        Some(t) => format!("no complete answer within {:.1} s", t.as_secs_f64()),
-        None => "timed out".to_string(),
     }
 }
 
@@ -216,10 +209,7 @@ fn read_body(incoming: IncomingBody, deadline: Option<&Deadline>) -> Result<Vec<
                 }
                 Ok(bytes) => {
                     if body.len() + bytes.len() > MAX_RESPONSE_BODY {
-                        return Err(ReadError::Failed(format!(
-                            "the response body is larger than {} MiB",
-                            MAX_RESPONSE_BODY / (1024 * 1024)
-                        )));
+                        return Err(ReadError::Failed(cause::body_too_large()));
                     }
                     body.extend_from_slice(&bytes);
                 }
@@ -242,9 +232,7 @@ fn read_body(incoming: IncomingBody, deadline: Option<&Deadline>) -> Result<Vec<
 /// An operator-readable description of a `wasi:http` error.
 fn describe(code: &ErrorCode) -> String {
     match code {
-        ErrorCode::HttpRequestDenied => {
-            "HTTP request denied: the destination is not granted to this plugin instance".into()
-        }
+        ErrorCode::HttpRequestDenied => cause::REQUEST_DENIED.into(),
         ErrorCode::DnsTimeout => "DNS lookup timed out".into(),
         ErrorCode::DnsError(p) => match &p.rcode {
             Some(rcode) => format!("DNS lookup failed ({rcode})"),
@@ -254,9 +242,9 @@ fn describe(code: &ErrorCode) -> String {
         ErrorCode::DestinationUnavailable => "destination unavailable".into(),
         ErrorCode::DestinationIpProhibited => "destination address prohibited".into(),
         ErrorCode::DestinationIpUnroutable => "destination address unroutable".into(),
-        ErrorCode::ConnectionRefused => "connection refused".into(),
+        ErrorCode::ConnectionRefused => cause::CONNECTION_REFUSED.into(),
         ErrorCode::ConnectionTerminated => "connection terminated".into(),
-        ErrorCode::ConnectionTimeout => "connection timed out".into(),
+        ErrorCode::ConnectionTimeout => cause::CONNECTION_TIMEOUT.into(),
         ErrorCode::ConnectionReadTimeout => "timed out reading the response".into(),
         ErrorCode::ConnectionWriteTimeout => "timed out sending the request".into(),
         ErrorCode::ConnectionLimitReached => "connection limit reached".into(),

@@ -75,3 +75,48 @@ impl Issuer for KvIssuer {
 }
 
 certctl_sdk::register_issuer!(KvIssuer);
+
+#[cfg(test)]
+mod tests {
+    use certctl_sdk::testkit::{self, MockKv};
+
+    use super::*;
+
+    #[test]
+    fn oversize_is_refused_with_the_hosts_message() {
+        let store = MockKv::install();
+        let request = IssueRequest {
+            csr: vec![0x30],
+            names: vec!["kv.example.test".into()],
+            validity_days: None,
+            profile: None,
+        };
+        let issuer = testkit::issuer::<KvIssuer>(r#"{"mode": "oversize"}"#);
+        assert_eq!(
+            issuer.begin(&request),
+            Err(PluginError::Permanent(
+                "value is 71680 bytes; the limit is 65536".into()
+            ))
+        );
+        assert!(store.entries().is_empty());
+    }
+
+    #[test]
+    fn resume_needs_what_begin_stored() {
+        let store = MockKv::install();
+        let issuer = testkit::issuer::<KvIssuer>(r#"{"mode": "normal"}"#);
+        assert_eq!(
+            issuer.resume(b"key-1"),
+            Err(PluginError::NotFound("kv entry `key` is gone".into()))
+        );
+        store.set("key", b"key-2").expect("stored");
+        assert_eq!(
+            issuer.resume(b"key-1"),
+            Err(PluginError::Permanent("kv entry `key` does not match the state".into()))
+        );
+        assert!(matches!(
+            testkit::issuer::<KvIssuer>(r#"{"mode": "foreign-key"}"#).validate_config(),
+            Err(PluginError::InvalidConfig(m)) if m == "config.key_id: required in foreign-key mode"
+        ));
+    }
+}
