@@ -4,7 +4,8 @@
 mod api;
 mod common;
 mod keystore;
+mod local_ca;
 mod plugins;
-mod sandbox;
+pub mod sandbox;
 mod server;
 mod store;
