@@ -233,12 +233,8 @@ fn readme(name: &str, kind: InstanceKind) -> String {
 
 /// Writes a new plugin project `dir/name`. Refuses to overwrite anything.
 pub fn new_plugin(dir: &Path, name: &str, kind: InstanceKind, sdk: &Path) -> anyhow::Result<PathBuf> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && name.starts_with(|c: char| c.is_ascii_lowercase());
+    // A crate name too, so it must also start with a letter.
+    let ok = crate::plugins::manifest::is_plugin_name(name) && name.starts_with(|c: char| c.is_ascii_lowercase());
     if !ok {
         return Err(anyhow!(
             "plugin name {name:?} is invalid: start with a letter, then lower-case letters, digits or '-'"

@@ -101,12 +101,7 @@ fn empty_object() -> serde_json::Value {
 }
 
 fn check_plugin_name(plugin: &str) -> Result<(), ApiError> {
-    let ok = !plugin.is_empty()
-        && plugin.len() <= 64
-        && plugin
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
+    if crate::plugins::manifest::is_plugin_name(plugin) {
         Ok(())
     } else {
         Err(ApiError::invalid(
@@ -313,11 +308,12 @@ pub struct TestReport {
 }
 
 fn step<T>(op: &str, outcome: &CallOutcome<T>) -> TestStep {
-    let (label, error) = match &outcome.result {
-        Ok(Ok(_)) => ("ok".to_string(), None),
-        Ok(Err(f)) => ("plugin_error".to_string(), Some(f.to_string())),
-        Err(e) => (e.trap_reason().unwrap_or("host_error").to_string(), Some(e.to_string())),
+    let error = match &outcome.result {
+        Ok(Ok(_)) => None,
+        Ok(Err(f)) => Some(f.to_string()),
+        Err(e) => Some(e.to_string()),
     };
+    let label = outcome.label().to_string();
     TestStep {
         op: op.to_string(),
         outcome: label,

@@ -62,16 +62,20 @@ pub struct ConfigField {
     pub description: String,
 }
 
+/// Plugin names: 1-64 lower-case letters, digits or '-'.
+pub fn is_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 impl Manifest {
     /// Parses and checks a manifest. `stem` is the `.wasm` file name without extension.
     pub fn parse(text: &str, stem: &str) -> Result<Manifest, String> {
         let m: Manifest = toml::from_str(text).map_err(|e| format!("invalid manifest: {}", e.message()))?;
-        let name_ok = !m.name.is_empty()
-            && m.name.len() <= 64
-            && m.name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !name_ok {
+        if !is_plugin_name(&m.name) {
             return Err(format!(
                 "manifest name {:?} is invalid: use 1-64 lower-case letters, digits or '-'",
                 m.name

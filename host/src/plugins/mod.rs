@@ -125,6 +125,22 @@ pub struct CallOutcome<T> {
     pub duration: Duration,
 }
 
+/// Outcome label of a call result: `ok`, `plugin_error`, or the reason the host stopped it
+/// (`timeout`, `memory`, `trap`, `host_error`). Metrics, spans and test reports all use it.
+pub fn outcome_label<T>(result: &Result<Result<T, PluginFailure>, CallError>) -> &'static str {
+    match result {
+        Ok(Ok(_)) => "ok",
+        Ok(Err(_)) => "plugin_error",
+        Err(e) => e.trap_reason().unwrap_or("host_error"),
+    }
+}
+
+impl<T> CallOutcome<T> {
+    pub fn label(&self) -> &'static str {
+        outcome_label(&self.result)
+    }
+}
+
 /// The outside of a component, for `certctl plugin inspect`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Inspection {
@@ -430,6 +446,7 @@ impl Runtime {
         let limits = &self.settings.limits;
         let stdout = CappedOutput::new(limits.output_bytes);
         let stderr = CappedOutput::new(limits.output_bytes);
+        // One log per call, shared by host-log, the HTTP hooks and the output capture.
         let log = sandbox::CallLog::new(limits.log_lines);
         let hooks = OutboundHooks {
             plugin: plugin.manifest.name.clone(),
@@ -438,8 +455,14 @@ impl Runtime {
             log: log.clone(),
             timeout: limits.wall,
         };
-        let mut state = StoreState::new(&plugin.manifest.name, hooks, limits, stdout.clone(), stderr.clone());
-        state.log = log;
+        let state = StoreState::new(
+            &plugin.manifest.name,
+            hooks,
+            log,
+            limits,
+            stdout.clone(),
+            stderr.clone(),
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         // Each tick past the deadline yields to the async executor (so a busy plugin never
@@ -504,14 +527,7 @@ impl Runtime {
         }
         let duration = start.elapsed();
         span.record("duration_ms", duration.as_millis() as u64);
-        span.record(
-            "outcome",
-            match &result {
-                Ok(Ok(_)) => "ok",
-                Ok(Err(_)) => "plugin_error",
-                Err(e) => e.trap_reason().unwrap_or("host_error"),
-            },
-        );
+        span.record("outcome", outcome_label(&result));
         let logs = log.lines.lock().map(|l| l.clone()).unwrap_or_default();
         CallOutcome {
             result,

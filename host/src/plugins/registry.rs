@@ -298,11 +298,7 @@ impl Registry {
     }
 
     fn record<T>(&self, plugin: &Loaded, op: &str, outcome: &CallOutcome<T>) {
-        let label = match &outcome.result {
-            Ok(Ok(_)) => "ok",
-            Ok(Err(_)) => "plugin_error",
-            Err(e) => e.trap_reason().unwrap_or("host_error"),
-        };
+        let label = outcome.label();
         let name = plugin.manifest.name.as_str();
         let kind = plugin.manifest.kind.as_str();
         self.metrics

@@ -201,6 +201,7 @@ impl StoreState {
     pub fn new(
         plugin: &str,
         hooks: OutboundHooks,
+        log: Arc<CallLog>,
         limits: &Limits,
         stdout: CappedOutput,
         stderr: CappedOutput,
@@ -218,7 +219,7 @@ impl StoreState {
             http: WasiHttpCtx::new(),
             hooks,
             limiter: MemoryCap::new(limits.memory_bytes),
-            log: CallLog::new(limits.log_lines),
+            log,
             plugin: plugin.to_string(),
             instance: None,
         }
