@@ -4,6 +4,7 @@
 #
 #   ${CARGO_TARGET_DIR:-target}/plugins/NAME.wasm + NAME.toml           shipped plugins
 #   ${CARGO_TARGET_DIR:-target}/plugins-testing/NAME.wasm + NAME.toml   test-only components
+#   ${CARGO_TARGET_DIR:-target}/plugins/default-grants.toml              plugins/default-grants.toml
 #
 # NAME.toml is the crate's manifest.toml with `sha256 = "<hex of NAME.wasm>"` added.
 # Usage: scripts/build-plugins.sh [CRATE...]   (default: every plugin crate)
@@ -76,6 +77,10 @@ for dir in "${crates[@]}"; do
     built=$((built + 1))
     printf '%-40s %8d bytes  sha256 %s\n' "${out#"$root"/}/$name.wasm" "$(wc -c <"$out/$name.wasm")" "$digest"
 done
+
+# Default grants of the shipped plugins travel with them.
+mkdir -p "$target_dir/plugins"
+cp plugins/default-grants.toml "$target_dir/plugins/default-grants.toml"
 
 if [ ${#wanted[@]} -gt 0 ] && [ "$built" -ne ${#wanted[@]} ]; then
     die "asked for ${wanted[*]}, built $built; plugin crates are: $(for d in "${crates[@]}"; do toml_string "$d/Cargo.toml" name; done | tr '\n' ' ')"

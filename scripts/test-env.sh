@@ -9,6 +9,8 @@ done
 [ -n "$pg_bin" ] || need_pkgs+=(postgresql)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+# The SMTP sink of the e-mail tests (host/tests/fixtures/smtp-sink.py) runs on Debian's python3.
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need_pkgs+=(python3-aiosmtpd)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "==> installing ${need_pkgs[*]} (Debian packages)"
     if [ "$(id -u)" -ne 0 ]; then

@@ -80,6 +80,9 @@ pub enum Permission {
     /// Cancel and retry jobs.
     #[serde(rename = "jobs.write")]
     JobsWrite,
+    /// Private key material: download server-generated keys, import CA keys. Admin only.
+    #[serde(rename = "private-keys.manage")]
+    PrivateKeys,
 }
 
 impl Permission {
@@ -96,6 +99,7 @@ impl Permission {
             Permission::PluginsWrite => "plugins.write",
             Permission::JobsRead => "jobs.read",
             Permission::JobsWrite => "jobs.write",
+            Permission::PrivateKeys => "private-keys.manage",
         }
     }
 }
@@ -142,6 +146,7 @@ impl Role {
                 PluginsWrite,
                 JobsRead,
                 JobsWrite,
+                PrivateKeys,
             ],
             Role::Operator => &[
                 CertificatesRead,

@@ -42,6 +42,9 @@ pub enum Command {
     /// Issuer instances.
     #[command(subcommand)]
     Issuers(IssuersCommand),
+    /// Jobs (issuance, renewal, revocation, notifications).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Work with plugin files locally (no server needed).
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -119,6 +122,80 @@ pub enum CertsCommand {
     },
     /// Show one certificate.
     Get { id: String },
+    /// Declare a certificate to manage.
+    Declare {
+        /// Unique name in certctl.
+        name: String,
+        /// Subject common name (also the first SAN).
+        #[arg(long)]
+        cn: String,
+        /// Further DNS names or IP addresses (repeatable).
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// ecdsa-p256 (default), ecdsa-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519.
+        #[arg(long)]
+        key_type: Option<String>,
+        /// agent (default: the agent sends a CSR) or server (agentless).
+        #[arg(long)]
+        key_generation: Option<String>,
+        /// The issuer instance id; with one, issuance starts at once.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Renew this many days before expiry (default: in the last third of the lifetime).
+        #[arg(long)]
+        renew_before_days: Option<u32>,
+        /// Do not renew automatically.
+        #[arg(long)]
+        no_auto_renew: bool,
+        /// key=value labels (repeatable).
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
+    /// Send a CSR (PEM file) for a certificate whose key is generated elsewhere.
+    Csr {
+        id: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Renew now.
+    Renew { id: String },
+    /// Revoke the current version.
+    Revoke {
+        id: String,
+        /// RFC 5280 reason: unspecified, key_compromise, ca_compromise, affiliation_changed,
+        /// superseded, cessation_of_operation, certificate_hold, privilege_withdrawn, aa_compromise.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+    /// List issued versions.
+    Versions { id: String },
+    /// Download PEM: the certificate, its chain, both, or (admins, server-generated keys) the key.
+    Download {
+        id: String,
+        /// cert, chain, fullchain or key.
+        #[arg(long, default_value = "fullchain")]
+        part: String,
+        /// A version id (default: current).
+        #[arg(long)]
+        version: Option<String>,
+        /// Write to this file (a key is written with mode 0600) instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Show one job, with its progress steps and last error.
+    Get { id: String },
+    /// List jobs, newest first.
+    List {
+        /// pending, running, awaiting_csr, completed, failed, cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        certificate: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -168,10 +245,36 @@ impl Client {
 
     /// GETs `path` and returns the JSON body, or an error carrying the API's message.
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        let resp = self.send(reqwest::Method::GET, path, query, None).await?;
+        Ok(resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends `body` (JSON) with `method` and returns the JSON answer.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let resp = self.send(method, path, &[], body).await?;
+        Ok(resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs `path` and returns the body as text (PEM downloads).
+    pub async fn get_text(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<String> {
+        let resp = self.send(reqwest::Method::GET, path, query, None).await?;
+        resp.text().await.context("reading the answer")
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Value>,
+    ) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
-        let mut req = self.http.get(&url).query(query);
+        let mut req = self.http.request(method, &url).query(query);
         if let Some(key) = &self.api_key {
             req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
         }
         let resp = req.send().await.map_err(|e| {
             let mut msg = format!("cannot reach {url}: {e}");
@@ -188,10 +291,10 @@ impl Client {
             anyhow!(msg)
         })?;
         let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(body);
+            return Ok(resp);
         }
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
         let detail = &body["error"];
         let message = detail["message"].as_str().unwrap_or("no error message");
         let field = detail["field"]
@@ -522,6 +625,39 @@ async fn run_command(cli: &Cli) -> anyhow::Result<String> {
                 serde_json::to_string_pretty(&c)?
             }
         }
+        Command::Certs(cmd) => certs_command(&client, cmd, cli.json).await?,
+        Command::Jobs(JobsCommand::Get { id }) => {
+            let job = client.get(&format!("/api/v1/jobs/{id}"), &[]).await?;
+            if cli.json { job.to_string() } else { job_text(&job) }
+        }
+        Command::Jobs(JobsCommand::List { status, certificate }) => {
+            let mut query = vec![("limit", "100".to_string())];
+            for (k, v) in [("status", status), ("certificate_id", certificate)] {
+                if let Some(v) = v {
+                    query.push((k, v.clone()));
+                }
+            }
+            let page = client.get("/api/v1/jobs", &query).await?;
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            if cli.json {
+                Value::Array(items).to_string()
+            } else {
+                let rows: Vec<Vec<String>> = items
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            text(&j["id"]),
+                            text(&j["kind"]),
+                            text(&j["state"]),
+                            text(&j["attempts"]),
+                            text(&j["certificate_id"]),
+                            text(&j["error_message"]),
+                        ]
+                    })
+                    .collect();
+                table(&["ID", "KIND", "STATE", "ATTEMPTS", "CERTIFICATE", "LAST ERROR"], &rows)
+            }
+        }
         Command::Plugin(cmd) => plugin_command(cmd, cli.json).await?,
         Command::Issuers(IssuersCommand::List) => {
             let page = client.get("/api/v1/issuers", &[("limit", "500".to_string())]).await?;
@@ -538,6 +674,172 @@ async fn run_command(cli: &Cli) -> anyhow::Result<String> {
         }
     };
     Ok(out)
+}
+
+/// A job in a few lines: what, where it is, its steps and last error.
+fn job_text(job: &Value) -> String {
+    let mut out = format!(
+        "job {} ({}): {}, attempt {}/{}",
+        text(&job["id"]),
+        text(&job["kind"]),
+        text(&job["state"]),
+        text(&job["attempts"]),
+        text(&job["max_attempts"])
+    );
+    for step in job["payload"]["steps"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\n  {}  {:<7} {}",
+            text(&step["at"]),
+            text(&step["step"]),
+            text(&step["message"])
+        ));
+    }
+    if let Some(e) = job["error_message"].as_str() {
+        out.push_str(&format!("\n  last error ({}): {e}", text(&job["error_class"])));
+    }
+    out
+}
+
+fn write_out(path: &Path, content: &str, secret: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(content.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+async fn certs_command(client: &Client, cmd: &CertsCommand, json: bool) -> anyhow::Result<String> {
+    use reqwest::Method;
+    let show_job = |job: Value| if json { job.to_string() } else { job_text(&job) };
+    Ok(match cmd {
+        CertsCommand::List { .. } | CertsCommand::Get { .. } => {
+            return Err(anyhow!("handled by the caller"));
+        }
+        CertsCommand::Declare {
+            name,
+            cn,
+            sans,
+            key_type,
+            key_generation,
+            issuer,
+            renew_before_days,
+            no_auto_renew,
+            labels,
+        } => {
+            let mut labels_map = serde_json::Map::new();
+            for label in labels {
+                let (k, v) = label
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--label {label:?}: expected key=value"))?;
+                labels_map.insert(k.to_string(), Value::String(v.to_string()));
+            }
+            let mut body = serde_json::json!({
+                "name": name, "common_name": cn, "sans": sans, "labels": labels_map,
+                "renewal": {"renew_before_days": renew_before_days, "auto_renew": !no_auto_renew},
+            });
+            for (k, v) in [
+                ("key_type", key_type),
+                ("key_generation", key_generation),
+                ("issuer_id", issuer),
+            ] {
+                if let Some(v) = v {
+                    body[k] = Value::String(v.clone());
+                }
+            }
+            let c = client.call(Method::POST, "/api/v1/certificates", Some(body)).await?;
+            if json {
+                c.to_string()
+            } else {
+                format!(
+                    "declared {} ({}), status {}",
+                    text(&c["name"]),
+                    text(&c["id"]),
+                    text(&c["status"])
+                )
+            }
+        }
+        CertsCommand::Csr { id, file } => {
+            let csr = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let body = serde_json::json!({ "csr": csr });
+            show_job(
+                client
+                    .call(Method::POST, &format!("/api/v1/certificates/{id}/csr"), Some(body))
+                    .await?,
+            )
+        }
+        CertsCommand::Renew { id } => show_job(
+            client
+                .call(Method::POST, &format!("/api/v1/certificates/{id}/renew"), None)
+                .await?,
+        ),
+        CertsCommand::Revoke { id, reason } => {
+            let v = client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/certificates/{id}/revoke"),
+                    Some(serde_json::json!({ "reason": reason })),
+                )
+                .await?;
+            if json {
+                v.to_string()
+            } else {
+                format!(
+                    "revoked serial {} ({})",
+                    text(&v["serial"]),
+                    text(&v["revocation_reason"])
+                )
+            }
+        }
+        CertsCommand::Versions { id } => {
+            let list = client.get(&format!("/api/v1/certificates/{id}/versions"), &[]).await?;
+            if json {
+                list.to_string()
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|v| {
+                        vec![
+                            text(&v["id"]),
+                            text(&v["serial"]),
+                            text(&v["not_after"]),
+                            text(&v["revocation_reason"]),
+                        ]
+                    })
+                    .collect();
+                table(&["VERSION", "SERIAL", "NOT AFTER", "REVOKED"], &rows)
+            }
+        }
+        CertsCommand::Download { id, part, version, out } => {
+            let mut query = Vec::new();
+            if let Some(v) = version {
+                query.push(("version", v.clone()));
+            }
+            let (path, secret) = match part.as_str() {
+                "key" => (format!("/api/v1/certificates/{id}/private-key"), true),
+                "cert" | "chain" | "fullchain" => {
+                    query.push(("part", part.clone()));
+                    (format!("/api/v1/certificates/{id}/download"), false)
+                }
+                other => return Err(anyhow!("--part {other:?}: expected cert, chain, fullchain or key")),
+            };
+            let pem = client.get_text(&path, &query).await?;
+            match out {
+                Some(file) => {
+                    write_out(file, &pem, secret)?;
+                    format!("wrote {}", file.display())
+                }
+                None => pem.trim_end().to_string(),
+            }
+        }
+    })
 }
 
 /// Entry point of the `certctl` binary.

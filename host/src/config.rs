@@ -42,6 +42,21 @@ pub const SERVER_VARS: &[&str] = &[
     "CERTCTL_PLUGIN_CA_BUNDLE",
     "CERTCTL_PLUGIN_MEMORY_MB",
     "CERTCTL_PLUGIN_CALL_TIMEOUT_SECONDS",
+    "CERTCTL_SCHEDULER_ENABLED",
+    "CERTCTL_SCHEDULER_RENEWAL_INTERVAL",
+    "CERTCTL_SCHEDULER_JOB_INTERVAL",
+    "CERTCTL_SCHEDULER_ALERT_INTERVAL",
+    "CERTCTL_SCHEDULER_AGENT_HEALTH_INTERVAL",
+    "CERTCTL_SCHEDULER_CLEANUP_INTERVAL",
+    "CERTCTL_SCHEDULER_RETENTION_DAYS",
+    "CERTCTL_SMTP_HOST",
+    "CERTCTL_SMTP_PORT",
+    "CERTCTL_SMTP_USERNAME",
+    "CERTCTL_SMTP_PASSWORD",
+    "CERTCTL_SMTP_FROM",
+    "CERTCTL_SMTP_TLS",
+    "CERTCTL_SMTP_CA_BUNDLE",
+    "CERTCTL_SMTP_TIMEOUT_SECONDS",
 ];
 
 /// Variables of the agent and the CLI; the server ignores them without a warning.
@@ -144,6 +159,9 @@ pub struct Config {
     pub plugin_ca_bundle: Option<PathBuf>,
     pub plugin_memory_mb: usize,
     pub plugin_call_timeout_secs: u64,
+    pub scheduler: SchedulerSettings,
+    /// The SMTP relay for e-mail notifiers; `None` when `CERTCTL_SMTP_HOST` is unset.
+    pub smtp: Option<crate::mail::SmtpSettings>,
     /// `CERTCTL_*` variables that nothing reads (probably typos), reported at start-up.
     pub unknown_vars: Vec<String>,
 }
@@ -161,6 +179,57 @@ impl Config {
 /// The URL of the embedded database inside a data directory.
 pub fn sqlite_url_for(data_dir: &Path) -> String {
     format!("sqlite://{}?mode=rwc", data_dir.join("certctl.db").display())
+}
+
+/// The scheduler's loops (`CERTCTL_SCHEDULER_*`).
+#[derive(Debug, Clone)]
+pub struct SchedulerSettings {
+    /// Off: nothing runs in the background (jobs wait); for maintenance and tests.
+    pub enabled: bool,
+    /// Finds certificates inside their renewal window and refreshes CRLs.
+    pub renewal_interval: std::time::Duration,
+    /// Runs due jobs (issuance, renewal, revocation, notification deliveries and their retries).
+    /// New jobs also wake it at once.
+    pub job_interval: std::time::Duration,
+    /// Sends expiry alerts at each certificate's thresholds.
+    pub alert_interval: std::time::Duration,
+    /// Notices agents whose heartbeat stopped.
+    pub agent_health_interval: std::time::Duration,
+    /// Deletes finished jobs older than `retention_days`.
+    pub cleanup_interval: std::time::Duration,
+    pub retention_days: u32,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        use std::time::Duration;
+        SchedulerSettings {
+            enabled: true,
+            renewal_interval: Duration::from_secs(3600),
+            job_interval: Duration::from_secs(10),
+            alert_interval: Duration::from_secs(3600),
+            agent_health_interval: Duration::from_secs(60),
+            cleanup_interval: Duration::from_secs(86_400),
+            retention_days: 30,
+        }
+    }
+}
+
+/// A duration: `90s`, `5m`, `1h`, `1d`, or plain seconds; at least one second.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (secs >= 1).then(|| std::time::Duration::from_secs(secs))
 }
 
 /// Values given as command-line flags (highest precedence). Strings are parsed here, like the
@@ -201,6 +270,21 @@ struct FileValues {
     plugin_ca_bundle: Option<PathBuf>,
     plugin_memory_mb: Option<usize>,
     plugin_call_timeout_seconds: Option<u64>,
+    scheduler_enabled: Option<bool>,
+    scheduler_renewal_interval: Option<String>,
+    scheduler_job_interval: Option<String>,
+    scheduler_alert_interval: Option<String>,
+    scheduler_agent_health_interval: Option<String>,
+    scheduler_cleanup_interval: Option<String>,
+    scheduler_retention_days: Option<u32>,
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    smtp_username: Option<String>,
+    smtp_password: Option<String>,
+    smtp_from: Option<String>,
+    smtp_tls: Option<String>,
+    smtp_ca_bundle: Option<PathBuf>,
+    smtp_timeout_seconds: Option<u64>,
 }
 
 /// Where a raw value came from, for error messages.
@@ -546,6 +630,153 @@ impl Config {
         )?
         .unwrap_or(30);
 
+        const DURATION: &str = "a duration such as 30s, 5m, 1h or 1d (at least 1s)";
+        let defaults = SchedulerSettings::default();
+        let scheduler = SchedulerSettings {
+            enabled: parse_with(
+                r.raw(
+                    None,
+                    "CERTCTL_SCHEDULER_ENABLED",
+                    file.scheduler_enabled.map(|b| b.to_string()),
+                ),
+                "true or false",
+                parse_bool,
+            )?
+            .unwrap_or(defaults.enabled),
+            renewal_interval: parse_with(
+                r.raw(
+                    None,
+                    "CERTCTL_SCHEDULER_RENEWAL_INTERVAL",
+                    file.scheduler_renewal_interval,
+                ),
+                DURATION,
+                parse_duration,
+            )?
+            .unwrap_or(defaults.renewal_interval),
+            job_interval: parse_with(
+                r.raw(None, "CERTCTL_SCHEDULER_JOB_INTERVAL", file.scheduler_job_interval),
+                DURATION,
+                parse_duration,
+            )?
+            .unwrap_or(defaults.job_interval),
+            alert_interval: parse_with(
+                r.raw(None, "CERTCTL_SCHEDULER_ALERT_INTERVAL", file.scheduler_alert_interval),
+                DURATION,
+                parse_duration,
+            )?
+            .unwrap_or(defaults.alert_interval),
+            agent_health_interval: parse_with(
+                r.raw(
+                    None,
+                    "CERTCTL_SCHEDULER_AGENT_HEALTH_INTERVAL",
+                    file.scheduler_agent_health_interval,
+                ),
+                DURATION,
+                parse_duration,
+            )?
+            .unwrap_or(defaults.agent_health_interval),
+            cleanup_interval: parse_with(
+                r.raw(
+                    None,
+                    "CERTCTL_SCHEDULER_CLEANUP_INTERVAL",
+                    file.scheduler_cleanup_interval,
+                ),
+                DURATION,
+                parse_duration,
+            )?
+            .unwrap_or(defaults.cleanup_interval),
+            retention_days: parse_with(
+                r.raw(
+                    None,
+                    "CERTCTL_SCHEDULER_RETENTION_DAYS",
+                    file.scheduler_retention_days.map(|n| n.to_string()),
+                ),
+                "a number of days from 1 to 3650",
+                |s| s.parse::<u32>().ok().filter(|n| (1..=3650).contains(n)),
+            )?
+            .unwrap_or(defaults.retention_days),
+        };
+
+        let smtp_host = parse_with(
+            r.raw(None, "CERTCTL_SMTP_HOST", file.smtp_host),
+            "a host name or IP address of the SMTP relay",
+            |s| (!s.is_empty() && !s.contains(char::is_whitespace)).then(|| s.to_string()),
+        )?;
+        let smtp_port = parse_with(
+            r.raw(None, "CERTCTL_SMTP_PORT", file.smtp_port.map(|p| p.to_string())),
+            "a TCP port number from 1 to 65535 (587 for STARTTLS, 465 for implicit TLS)",
+            |s| s.parse::<u16>().ok().filter(|p| *p != 0),
+        )?;
+        let smtp_from = parse_with(
+            r.raw(None, "CERTCTL_SMTP_FROM", file.smtp_from),
+            "the sender address, e.g. certctl@example.com",
+            |s| crate::mail::is_address(s).then(|| s.to_string()),
+        )?;
+        let smtp_tls = parse_with(
+            r.raw(None, "CERTCTL_SMTP_TLS", file.smtp_tls),
+            "starttls, implicit or none",
+            crate::mail::SmtpTls::parse,
+        )?;
+        let smtp_username = r
+            .raw(None, "CERTCTL_SMTP_USERNAME", file.smtp_username)
+            .map(|r| r.value);
+        let smtp_password = r
+            .raw(None, "CERTCTL_SMTP_PASSWORD", file.smtp_password)
+            .map(|r| r.value);
+        let smtp_ca_bundle = parse_with(
+            r.raw(None, "CERTCTL_SMTP_CA_BUNDLE", path_str(file.smtp_ca_bundle)),
+            "a path to a PEM CA bundle",
+            non_empty_path,
+        )?;
+        let smtp_timeout = parse_with(
+            r.raw(
+                None,
+                "CERTCTL_SMTP_TIMEOUT_SECONDS",
+                file.smtp_timeout_seconds.map(|n| n.to_string()),
+            ),
+            "a number of seconds from 1 to 600",
+            |s| s.parse::<u64>().ok().filter(|n| (1..=600).contains(n)),
+        )?
+        .unwrap_or(30);
+        let smtp = match (smtp_host, smtp_from) {
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Inconsistent(
+                    "CERTCTL_SMTP_HOST and CERTCTL_SMTP_FROM must be set together to enable e-mail".to_string(),
+                ));
+            }
+            (Some(host), Some(from)) => {
+                if smtp_username.is_some() != smtp_password.is_some() {
+                    return Err(ConfigError::Inconsistent(
+                        "CERTCTL_SMTP_USERNAME and CERTCTL_SMTP_PASSWORD must be set together".to_string(),
+                    ));
+                }
+                let port = smtp_port.unwrap_or(587);
+                let tls = smtp_tls.unwrap_or(if port == 465 {
+                    crate::mail::SmtpTls::Implicit
+                } else {
+                    crate::mail::SmtpTls::StartTls
+                });
+                if tls == crate::mail::SmtpTls::None && smtp_username.is_some() {
+                    return Err(ConfigError::Inconsistent(
+                        "CERTCTL_SMTP_TLS=none cannot be combined with CERTCTL_SMTP_USERNAME: credentials are \
+                         never sent in clear"
+                            .to_string(),
+                    ));
+                }
+                Some(crate::mail::SmtpSettings {
+                    host,
+                    port,
+                    username: smtp_username,
+                    password: smtp_password,
+                    from,
+                    tls,
+                    ca_bundle: smtp_ca_bundle,
+                    timeout: std::time::Duration::from_secs(smtp_timeout),
+                })
+            }
+        };
+
         let unknown_vars = env
             .keys()
             .filter(|k| k.starts_with("CERTCTL_"))
@@ -575,6 +806,8 @@ impl Config {
             plugin_ca_bundle,
             plugin_memory_mb,
             plugin_call_timeout_secs,
+            scheduler,
+            smtp,
             unknown_vars,
         })
     }

@@ -32,6 +32,8 @@ pub enum KeystoreError {
     Generation(String),
     #[error("signing failed: {0}")]
     Signing(String),
+    #[error("{0}")]
+    Import(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -240,4 +242,86 @@ impl Keystore {
             .sign(data)
             .map_err(|e| KeystoreError::Signing(e.to_string()))
     }
+
+    /// The usable key pair of key `id`, for host-side signing (server-generated CSRs, CRLs).
+    /// Stays inside the host; never serialised except by [`Self::private_key_pem`].
+    pub(crate) async fn key_pair(&self, id: &str) -> Result<(KeyInfo, KeyPair), KeystoreError> {
+        let (info, sealed) = self.row(id).await?;
+        let pkcs8 = self
+            .sealer
+            .open(&sealed, id.as_bytes())
+            .ok_or_else(|| KeystoreError::Sealed(id.to_string()))?;
+        let pair = key_pair(info.algorithm, &pkcs8)?;
+        Ok((info, pair))
+    }
+
+    /// The private key as PKCS#8 PEM: only for an administrator downloading a
+    /// server-generated key (the caller audits it).
+    pub async fn private_key_pem(&self, id: &str) -> Result<String, KeystoreError> {
+        Ok(self.key_pair(id).await?.1.serialize_pem())
+    }
+
+    /// Imports a private key (PEM: PKCS#8 `PRIVATE KEY`, or PKCS#1 `RSA PRIVATE KEY`) for
+    /// `owner`, e.g. the key of an existing CA for sub-CA use.
+    pub async fn import(&self, owner: &str, pem: &str) -> Result<KeyInfo, KeystoreError> {
+        let (kind, pkcs8) = parse_private_key(pem)?;
+        self.insert(owner, kind, &pkcs8).await
+    }
+}
+
+/// The key type and PKCS#8 DER of a PEM private key. Errors say what was found and how to
+/// convert it.
+pub fn parse_private_key(pem: &str) -> Result<(KeyType, Vec<u8>), KeystoreError> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+    use rsa::traits::PublicKeyParts;
+    use rustls::pki_types::pem::{PemObject, SectionKind};
+    let err = |m: &str| KeystoreError::Import(m.to_string());
+    let mut sections = <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(pem.as_bytes());
+    let (kind, der) = match sections.next() {
+        Some(Ok(section)) => section,
+        Some(Err(e)) => return Err(KeystoreError::Import(format!("not valid PEM: {e}"))),
+        None => return Err(err("no PEM block found: expected -----BEGIN PRIVATE KEY-----")),
+    };
+    let pkcs8 = match kind {
+        SectionKind::PrivateKey => der,
+        SectionKind::RsaPrivateKey => rsa::RsaPrivateKey::from_pkcs1_der(&der)
+            .map_err(|e| KeystoreError::Import(format!("RSA PRIVATE KEY does not parse: {e}")))?
+            .to_pkcs8_der()
+            .map_err(|e| KeystoreError::Import(e.to_string()))?
+            .as_bytes()
+            .to_vec(),
+        SectionKind::EcPrivateKey => {
+            return Err(err(
+                "EC PRIVATE KEY (SEC1) is not accepted: convert it with `openssl pkcs8 -topk8 -nocrypt -in key.pem`",
+            ));
+        }
+        _ => {
+            return Err(err(
+                "expected a private key (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY)",
+            ));
+        }
+    };
+    for kind in [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Ed25519] {
+        if key_pair(kind, &pkcs8).is_ok() {
+            return Ok((kind, pkcs8));
+        }
+    }
+    if let Ok(rsa_key) = rsa::RsaPrivateKey::from_pkcs8_der(&pkcs8) {
+        let kind = match rsa_key.size() * 8 {
+            2048 => KeyType::Rsa2048,
+            3072 => KeyType::Rsa3072,
+            4096 => KeyType::Rsa4096,
+            bits => {
+                return Err(KeystoreError::Import(format!(
+                    "RSA keys of {bits} bits are not supported: use 2048, 3072 or 4096"
+                )));
+            }
+        };
+        key_pair(kind, &pkcs8)?;
+        return Ok((kind, pkcs8));
+    }
+    Err(err(
+        "unsupported key: ECDSA P-256/P-384, Ed25519 or RSA 2048/3072/4096 in PKCS#8 (encrypted keys are not accepted)",
+    ))
 }

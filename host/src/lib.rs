@@ -6,6 +6,8 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod keystore;
+pub mod lifecycle;
+pub mod mail;
 pub mod metrics;
 pub mod model;
 pub mod plugins;

@@ -28,6 +28,11 @@ pub struct Metrics {
     pub plugin_calls_total: IntCounterVec,
     pub plugin_call_duration_seconds: HistogramVec,
     pub plugin_traps_total: IntCounterVec,
+    pub issuance_total: IntCounterVec,
+    pub issuance_duration_seconds: HistogramVec,
+    pub issuance_failures_total: IntCounterVec,
+    pub expiry_alerts_total: IntCounterVec,
+    pub notifications_total: IntCounterVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -89,6 +94,49 @@ impl Metrics {
             &["plugin", "reason"],
         )?;
         registry.register(Box::new(plugin_traps_total.clone()))?;
+        let issuance_total = IntCounterVec::new(
+            Opts::new(
+                "certctl_issuance_total",
+                "Issuance and renewal jobs finished, by issuer plugin and outcome (issued, failed).",
+            ),
+            &["issuer_type", "outcome"],
+        )?;
+        registry.register(Box::new(issuance_total.clone()))?;
+        let issuance_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "certctl_issuance_duration_seconds",
+                "Time from an issuance job's creation to the stored certificate.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 900.0, 3600.0]),
+            &["issuer_type"],
+        )?;
+        registry.register(Box::new(issuance_duration_seconds.clone()))?;
+        let issuance_failures_total = IntCounterVec::new(
+            Opts::new(
+                "certctl_issuance_failures_total",
+                "Failed issuance attempts (each retry counts), by issuer plugin and error class.",
+            ),
+            &["issuer_type", "error_class"],
+        )?;
+        registry.register(Box::new(issuance_failures_total.clone()))?;
+        let expiry_alerts_total = IntCounterVec::new(
+            Opts::new(
+                "certctl_expiry_alerts_total",
+                "Expiry alert deliveries, by notifier plugin, threshold in days and result \
+                 (delivered, retrying, dead_letter).",
+            ),
+            &["channel", "threshold", "result"],
+        )?;
+        registry.register(Box::new(expiry_alerts_total.clone()))?;
+        let notifications_total = IntCounterVec::new(
+            Opts::new(
+                "certctl_notifications_total",
+                "Notification delivery attempts, by notifier plugin, event and result \
+                 (delivered, retrying, dead_letter).",
+            ),
+            &["channel", "event", "result"],
+        )?;
+        registry.register(Box::new(notifications_total.clone()))?;
         Ok(Metrics {
             certificate_expiring_soon: gauge(
                 &registry,
@@ -119,6 +167,11 @@ impl Metrics {
             plugin_calls_total,
             plugin_call_duration_seconds,
             plugin_traps_total,
+            issuance_total,
+            issuance_duration_seconds,
+            issuance_failures_total,
+            expiry_alerts_total,
+            notifications_total,
             registry,
         })
     }

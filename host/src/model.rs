@@ -186,6 +186,8 @@ pub struct Job {
     pub lease_expires_at: Option<Timestamp>,
     pub error_class: Option<ErrorClass>,
     pub error_message: Option<String>,
+    /// Set on jobs that must not be created twice (e.g. one alert per threshold).
+    pub dedup_key: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -208,7 +210,8 @@ impl CertStatus {
     }
 }
 
-/// When and whether a certificate renews.
+/// When and whether a certificate renews, how often a failed renewal is retried, and when
+/// expiry alerts go out. The scheduler honours every field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewalPolicy {
@@ -218,10 +221,25 @@ pub struct RenewalPolicy {
     /// Renew automatically (default true).
     #[serde(default = "default_true")]
     pub auto_renew: bool,
+    /// Attempts per issuance or renewal job before it fails for good (default 5, 1 to 20).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Days before expiry at which an `expiring` alert goes out, once per threshold and
+    /// version (default 30, 14, 7, 1).
+    #[serde(default = "default_alert_days")]
+    pub alert_days: Vec<u32>,
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+
+fn default_alert_days() -> Vec<u32> {
+    vec![30, 14, 7, 1]
 }
 
 impl Default for RenewalPolicy {
@@ -229,7 +247,23 @@ impl Default for RenewalPolicy {
         RenewalPolicy {
             renew_before_days: None,
             auto_renew: true,
+            max_attempts: default_max_attempts(),
+            alert_days: default_alert_days(),
         }
+    }
+}
+
+impl RenewalPolicy {
+    /// When a version valid from `not_before` to `not_after` is due for renewal: `renew_before_days`
+    /// before expiry, or two thirds into its lifetime; `None` when auto-renew is off.
+    pub fn renew_at(&self, not_before: Timestamp, not_after: Timestamp) -> Option<Timestamp> {
+        if !self.auto_renew {
+            return None;
+        }
+        Some(match self.renew_before_days {
+            Some(days) => Timestamp(not_after.0 - i64::from(days) * 86_400),
+            None => Timestamp(not_after.0 - (not_after.0 - not_before.0) / 3),
+        })
     }
 }
 
@@ -247,7 +281,137 @@ pub struct Certificate {
     pub renewal: RenewalPolicy,
     pub labels: BTreeMap<String, String>,
     #[schema(value_type = Option<String>, format = DateTime)]
+    pub not_before: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub not_after: Option<Timestamp>,
+    /// When the scheduler renews it (unset: not issued yet, revoked, or auto-renew off).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub renew_at: Option<Timestamp>,
+    /// The version in use.
+    pub current_version_id: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+/// One issued certificate of a managed certificate.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CertificateVersion {
+    pub id: String,
+    pub certificate_id: String,
+    /// Hex, as `openssl x509 -serial` prints it (upper case, no colons).
+    pub serial: String,
+    pub fingerprint_sha256: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub not_before: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub not_after: Timestamp,
+    /// The issuer instance that signed it.
+    pub issuer_id: Option<String>,
+    /// Whether the server holds its private key (server-side key generation).
+    pub server_key: bool,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<Timestamp>,
+    pub revocation_reason: Option<RevocationReason>,
+    /// Leaf first, PEM.
+    pub chain_pem: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+wire_enum! {
+    /// RFC 5280 CRLReason (section 5.3.1); the code is what CRLs carry.
+    RevocationReason {
+        Unspecified = "unspecified",
+        KeyCompromise = "key_compromise",
+        CaCompromise = "ca_compromise",
+        AffiliationChanged = "affiliation_changed",
+        Superseded = "superseded",
+        CessationOfOperation = "cessation_of_operation",
+        CertificateHold = "certificate_hold",
+        PrivilegeWithdrawn = "privilege_withdrawn",
+        AaCompromise = "aa_compromise",
+    }
+}
+
+impl RevocationReason {
+    /// The RFC 5280 code (7 is unused; 8, removeFromCRL, only appears in delta CRLs).
+    pub fn code(self) -> u8 {
+        match self {
+            RevocationReason::Unspecified => 0,
+            RevocationReason::KeyCompromise => 1,
+            RevocationReason::CaCompromise => 2,
+            RevocationReason::AffiliationChanged => 3,
+            RevocationReason::Superseded => 4,
+            RevocationReason::CessationOfOperation => 5,
+            RevocationReason::CertificateHold => 6,
+            RevocationReason::PrivilegeWithdrawn => 9,
+            RevocationReason::AaCompromise => 10,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<RevocationReason> {
+        use RevocationReason::*;
+        [
+            Unspecified,
+            KeyCompromise,
+            CaCompromise,
+            AffiliationChanged,
+            Superseded,
+            CessationOfOperation,
+            CertificateHold,
+            PrivilegeWithdrawn,
+            AaCompromise,
+        ]
+        .into_iter()
+        .find(|r| i64::from(r.code()) == code)
+    }
+}
+
+wire_enum! {
+    /// What happened, for notification routing. Plugins receive the same names in `event.kind`.
+    EventKind {
+        Issued = "issued",
+        Renewed = "renewed",
+        RenewalFailed = "renewal_failed",
+        Expiring = "expiring",
+        Revoked = "revoked",
+        AgentOffline = "agent_offline",
+        PluginFailing = "plugin_failing",
+        Test = "test",
+    }
+}
+
+wire_enum! {
+    /// How serious an event is. Ordered: info < warning < critical.
+    Severity {
+        Info = "info",
+        Warning = "warning",
+        Critical = "critical",
+    }
+}
+
+impl Severity {
+    pub fn rank(self) -> u8 {
+        match self {
+            Severity::Info => 0,
+            Severity::Warning => 1,
+            Severity::Critical => 2,
+        }
+    }
+}
+
+/// Which events go to which notifier instance.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NotificationRoute {
+    pub id: String,
+    pub name: String,
+    pub notifier_id: String,
+    /// Event kinds this route carries; empty means all.
+    pub events: Vec<EventKind>,
+    /// Events below this severity are not sent.
+    pub min_severity: Severity,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]

@@ -11,8 +11,9 @@ use axum_server::tls_rustls::RustlsConfig;
 use crate::api::{self, AppState, AuthSettings};
 use crate::auth::{ApiKeyHash, Role, generate_key};
 use crate::config::{AuthType, Config};
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::plugins::registry::Registry;
+use crate::plugins::registry::{Registry, Services};
 use crate::plugins::sandbox::Limits;
 use crate::plugins::{Runtime, RuntimeSettings, grants::Grants};
 use crate::store::{AuditEntry, Store};
@@ -107,10 +108,14 @@ pub async fn start_plugins(config: &Config, store: &Store, metrics: Arc<Metrics>
     let shared_db = store.dialect() == crate::store::Dialect::Postgres;
     let key = crate::keystore::encryption_key(config.encryption_key.as_ref(), &config.data_dir, shared_db)?;
     let keystore = Arc::new(crate::keystore::Keystore::new(store.clone(), &key)?);
-    let grants = match &config.plugin_grants {
+    let mut grants = match &config.plugin_grants {
         Some(path) => Grants::load(path).map_err(|e| anyhow::anyhow!("{e} (CERTCTL_PLUGIN_GRANTS)"))?,
         None => Grants::default(),
     };
+    let dirs = plugin_dirs(config);
+    for dir in &dirs {
+        grants.add_defaults_from(dir).map_err(|e| anyhow::anyhow!(e))?;
+    }
     let settings = RuntimeSettings {
         limits: Limits {
             memory_bytes: config.plugin_memory_mb * 1024 * 1024,
@@ -123,8 +128,18 @@ pub async fn start_plugins(config: &Config, store: &Store, metrics: Arc<Metrics>
     };
     let runtime = Runtime::new(settings).context("starting the plugin runtime")?;
     tracing::info!(pooling = runtime.pooling_active, "plugin runtime ready");
-    let registry =
-        Arc::new(Registry::new(runtime, plugin_dirs(config), grants, metrics).with_services(store.clone(), keystore));
+    let mailer = match &config.smtp {
+        Some(settings) => Some(Arc::new(
+            crate::mail::Mailer::new(settings.clone()).context("CERTCTL_SMTP_CA_BUNDLE")?,
+        )),
+        None => None,
+    };
+    let services = Services {
+        store: store.clone(),
+        keystore,
+        mailer,
+    };
+    let registry = Arc::new(Registry::new(runtime, dirs, grants, metrics).with_services(services));
     let loader = registry.clone();
     let (loaded, refused) = tokio::task::spawn_blocking(move || loader.reload())
         .await
@@ -144,6 +159,8 @@ pub struct Running {
     tls: RustlsConfig,
     min_version: crate::config::TlsMinVersion,
     pub plugins: Arc<Registry>,
+    pub lifecycle: Arc<Lifecycle>,
+    scheduler: Vec<tokio::task::JoinHandle<()>>,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     watcher: tokio::task::JoinHandle<()>,
@@ -160,6 +177,9 @@ impl Running {
     /// Stops accepting connections, lets in-flight requests finish (up to `grace`), closes the pool.
     pub async fn shutdown(self, grace: Duration) -> anyhow::Result<()> {
         self.watcher.abort();
+        for loop_task in &self.scheduler {
+            loop_task.abort();
+        }
         self.handle.graceful_shutdown(Some(grace));
         self.task.await.context("server task")??;
         self.store.close().await;
@@ -214,10 +234,27 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let plugins = start_plugins(&config, &store, metrics.clone()).await?;
     let watcher = plugins.clone().watch(Duration::from_secs(5));
+    let keystore = plugins
+        .services()
+        .map(|s| s.keystore.clone())
+        .context("the plugin registry has no keystore")?;
+    let lifecycle = Arc::new(Lifecycle::new(
+        store.clone(),
+        plugins.clone(),
+        keystore,
+        metrics.clone(),
+    ));
+    let scheduler = if config.scheduler.enabled {
+        crate::lifecycle::scheduler::spawn(lifecycle.clone(), &config.scheduler)
+    } else {
+        tracing::warn!("CERTCTL_SCHEDULER_ENABLED=false: no renewals, alerts or jobs run on this server");
+        Vec::new()
+    };
     let state = AppState {
         store: store.clone(),
         metrics,
         plugins: plugins.clone(),
+        lifecycle: lifecycle.clone(),
         auth: Arc::new(AuthSettings {
             mode: config.auth_type,
             env_keys: config.api_keys.clone(),
@@ -245,6 +282,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tls,
         min_version: config.tls_min_version,
         plugins,
+        lifecycle,
+        scheduler,
         handle,
         task,
         watcher,

@@ -108,6 +108,15 @@ pub trait Issuer {
         Ok(())
     }
 
+    /// Checks a request against the instance's policy without side effects (no [`kv`] writes,
+    /// no keys, no network), so the host can refuse a CSR at once with a 4xx instead of failing
+    /// a job later. The default accepts everything. [`Self::begin`] must check again: it may
+    /// run without this having run.
+    fn check_request(config: &Self::Config, request: &IssueRequest) -> Result<(), PluginError> {
+        let _ = (config, request);
+        Ok(())
+    }
+
     /// Starts an issuance.
     fn begin(config: &Self::Config, request: &IssueRequest) -> Result<Progress, PluginError>;
 
@@ -141,6 +150,11 @@ impl<T: Issuer> IssuerExport<T> {
 impl<T: Issuer> wit_issuer::Guest for IssuerExport<T> {
     fn validate_config(config: String) -> Result<(), wit::PluginError> {
         T::validate_config(&config).map_err(Into::into)
+    }
+
+    fn check_request(config: String, request: wit_issuer::IssueRequest) -> Result<(), wit::PluginError> {
+        let config = Self::config(&config)?;
+        T::check_request(&config, &request.into()).map_err(Into::into)
     }
 
     fn begin(config: String, request: wit_issuer::IssueRequest) -> Result<wit_issuer::Progress, wit::PluginError> {

@@ -83,13 +83,17 @@
 //!   or CPU overrun ends the call as a trap.
 //! - Outbound HTTP ([`http`]) reaches only what the operator granted to the instance; nothing
 //!   else leaves the sandbox: no files, no environment, no sockets.
+//! - Notifiers may send e-mail ([`mail`]) through the SMTP relay the operator configured on the
+//!   server, when their manifest declares `mail = true` under `[capabilities]`; the host owns
+//!   the relay, its credentials, TLS and the sender address.
 //! - [`log`] lines and stdout/stderr are attached to the call's trace, capped.
 //!
 //! # Testing natively
 //!
 //! `cargo test` runs a plugin's unit tests natively, against the mock host in `testkit`
-//! (not compiled for `wasm32`): recorded HTTP exchanges, an in-memory [`kv`], captured [`log`]
-//! lines, calls made the way the host makes them, and the DNS-solver conformance rules.
+//! (not compiled for `wasm32`): recorded HTTP exchanges, an in-memory [`kv`], an outbox for
+//! [`mail`], captured [`log`] lines, calls made the way the host makes them, and the DNS-solver
+//! conformance rules.
 
 // The docs link to every kind's items; they resolve when all kind features are on (as on
 // docs.rs, see Cargo.toml), and are plain text otherwise.
@@ -121,7 +125,7 @@ pub use error::PluginError;
 #[cfg(feature = "issuer")]
 pub use issuer::{IssueRequest, Issuer, Progress, challenge, keystore, kv};
 #[cfg(feature = "notifier")]
-pub use notifier::Notifier;
+pub use notifier::{Notifier, mail};
 pub use types::{DnsRecord, Event, Severity};
 
 /// What the registration macros expand to. Not part of the API.

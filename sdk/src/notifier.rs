@@ -95,3 +95,104 @@ macro_rules! register_notifier {
         };
     };
 }
+
+#[cfg(not(target_arch = "wasm32"))]
+const OUTSIDE_HOST: &str = "sending e-mail needs a certctl host: not running as a WebAssembly component \
+                            (in native tests, install certctl_sdk::testkit::MockMail)";
+
+/// E-mail through the SMTP relay the operator configured on the server (`CERTCTL_SMTP_*`).
+///
+/// The plugin composes the message; the host owns the relay: its address, TLS, the credentials
+/// and the sender (`From`) address. A plugin that sends mail declares it in its manifest, and
+/// needs no outbound host for it:
+///
+/// ```toml
+/// [capabilities]
+/// mail = true
+/// ```
+///
+/// The host refuses to load a component that imports `host-mail` without it.
+///
+/// ```no_run
+/// # #[cfg(feature = "notifier")]
+/// # mod example {
+/// use certctl_sdk::mail::{self, MailMessage};
+/// use certctl_sdk::{Event, PluginError};
+///
+/// fn mail_event(to: &[String], event: &Event) -> Result<(), PluginError> {
+///     mail::send(&MailMessage {
+///         to: to.to_vec(),
+///         subject: format!("[certctl] {}", event.summary.replace(['\r', '\n'], " ")),
+///         text_body: format!("{}\n\nsubject: {}\n", event.summary, event.subject),
+///         html_body: None,
+///     })
+/// }
+/// # }
+/// ```
+///
+/// Natively (unit tests), messages go to a `certctl_sdk::testkit::MockMail` installed on the
+/// thread, which checks them as the host does; without one, [`send`](mail::send) fails.
+pub mod mail {
+    use crate::PluginError;
+
+    /// The most recipients one message may have.
+    pub const MAX_RECIPIENTS: usize = 50;
+
+    /// One e-mail message, as the plugin composes it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct MailMessage {
+        /// Recipients: plain addresses (`ops@example.com`, no display names, see
+        /// [`is_address`]), 1 to [`MAX_RECIPIENTS`].
+        pub to: Vec<String>,
+        /// One line, without line breaks; the host encodes it (RFC 2047) when it is not ASCII.
+        pub subject: String,
+        /// The `text/plain` body, UTF-8.
+        pub text_body: String,
+        /// An optional `text/html` alternative. Escape what goes into it: event text comes from
+        /// certificate names, agents and operators.
+        pub html_body: Option<String>,
+    }
+
+    /// Sends one message and returns when the relay accepted it. The errors are the host's, to
+    /// be returned as they are:
+    ///
+    /// - [`PluginError::InvalidConfig`]: the server has no SMTP relay configured, a recipient is
+    ///   not an address, or there are none or more than [`MAX_RECIPIENTS`];
+    /// - [`PluginError::Auth`]: the relay refused the server's credentials;
+    /// - [`PluginError::Transient`]: a connection or TLS failure, or a 4xx reply (retried);
+    /// - [`PluginError::Permanent`]: a 5xx reply, or a subject with a line break.
+    pub fn send(message: &MailMessage) -> Result<(), PluginError> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            use crate::bindings::notifier::certctl::plugin::host_mail;
+            let message = host_mail::MailMessage {
+                to: message.to.clone(),
+                subject: message.subject.clone(),
+                text_body: message.text_body.clone(),
+                html_body: message.html_body.clone(),
+            };
+            host_mail::send(&message).map_err(Into::into)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testkit::mail_send(message).unwrap_or_else(|| Err(PluginError::permanent(super::OUTSIDE_HOST)))
+    }
+
+    /// Whether the host accepts `address` as a recipient: a plain address with one `@`, a
+    /// local part of 1 to 64 bytes, a domain of up to 253 bytes with a dot in it, and no spaces,
+    /// control characters, `<`, `>`, `,`, `;` or `"`. Check configured recipients with it, so
+    /// that a typo is reported when the instance is created rather than at the first event.
+    pub fn is_address(address: &str) -> bool {
+        let Some((local, domain)) = address.split_once('@') else {
+            return false;
+        };
+        !local.is_empty()
+            && local.len() <= 64
+            && !domain.is_empty()
+            && domain.len() <= 253
+            && domain.contains('.')
+            && !domain.contains('@')
+            && address
+                .chars()
+                .all(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, '<' | '>' | ',' | ';' | '"'))
+    }
+}

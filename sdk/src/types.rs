@@ -117,8 +117,8 @@ impl From<Severity> for wit::Severity {
 /// with `detail` as an object in the host's order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
-    /// `issued`, `renewed`, `renewal-failed`, `expiring`, `revoked`, `agent-offline`,
-    /// `plugin-failing` or `test`.
+    /// `issued`, `renewed`, `renewal_failed`, `expiring`, `revoked`, `agent_offline`,
+    /// `plugin_failing` or `test`.
     pub kind: String,
     /// How bad it is.
     pub severity: Severity,

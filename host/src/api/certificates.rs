@@ -116,13 +116,27 @@ async fn check_issuer(state: &AppState, issuer_id: &str) -> Result<(), ApiError>
 }
 
 fn check_renewal(renewal: &RenewalPolicy) -> Result<(), ApiError> {
-    match renewal.renew_before_days {
-        Some(d) if d == 0 || d > 365 => Err(ApiError::invalid(
+    if let Some(d) = renewal.renew_before_days
+        && (d == 0 || d > 365)
+    {
+        return Err(ApiError::invalid(
             "renewal.renew_before_days",
             "must be between 1 and 365 days",
-        )),
-        _ => Ok(()),
+        ));
     }
+    if !(1..=20).contains(&renewal.max_attempts) {
+        return Err(ApiError::invalid("renewal.max_attempts", "must be between 1 and 20"));
+    }
+    if renewal.alert_days.len() > 10 {
+        return Err(ApiError::invalid("renewal.alert_days", "at most 10 thresholds"));
+    }
+    if let Some(bad) = renewal.alert_days.iter().find(|d| **d == 0 || **d > 365) {
+        return Err(ApiError::invalid(
+            "renewal.alert_days",
+            format!("{bad} is not between 1 and 365 days"),
+        ));
+    }
+    Ok(())
 }
 
 /// Declare a certificate. It starts `pending` until it is issued.
@@ -155,6 +169,11 @@ pub async fn declare(
     let audit = AuditEntry::new(caller.actor(), "certificate.create", "certificate", "")
         .with_detail(json!({"name": new.name, "sans": new.sans}));
     let cert = state.store.create_certificate(&new, audit).await?;
+    // With an issuer, the first issuance starts now: at once for a server-generated key,
+    // waiting for the agent's CSR otherwise.
+    if cert.issuer_id.is_some() {
+        state.lifecycle.request_issuance(&cert, caller.actor()).await?;
+    }
     Ok((StatusCode::CREATED, Json(cert)))
 }
 

@@ -147,3 +147,16 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<crate::lifecycle::Refusal> for ApiError {
+    fn from(r: crate::lifecycle::Refusal) -> Self {
+        use crate::lifecycle::Refusal;
+        match r {
+            Refusal::Invalid { field, message } => ApiError::Invalid { message, field },
+            Refusal::NotFound(what) => ApiError::NotFound(what),
+            Refusal::Conflict(message) => ApiError::Conflict { message, field: None },
+            Refusal::Unavailable(message) => ApiError::Unavailable(message),
+            Refusal::Store(e) => e.into(),
+        }
+    }
+}

@@ -158,7 +158,8 @@ needs!(
     PluginsRead,
     PluginsWrite,
     JobsRead,
-    JobsWrite
+    JobsWrite,
+    PrivateKeys
 );
 
 /// An authenticated caller holding permission `P`. 401 without a known key, 403 without `P`.

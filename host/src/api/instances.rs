@@ -359,7 +359,10 @@ pub async fn test(
                 occurred_at: crate::model::Timestamp::now().0.max(0) as u64,
                 detail: vec![("requested_by".into(), caller.principal.name.clone())],
             };
-            let outcome = state.plugins.notify(&instance.plugin, &config, &event).await;
+            let outcome = state
+                .plugins
+                .notify(&instance.plugin, Some(&instance.id), &config, &event)
+                .await;
             steps.push(step("notify", &outcome));
         }
         InstanceKind::DnsSolver => {

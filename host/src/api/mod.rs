@@ -6,8 +6,10 @@ mod certificates;
 pub mod error;
 pub mod extract;
 mod instances;
+mod issuance;
 mod jobs;
 mod keys;
+mod notifications;
 pub mod openapi;
 mod plugins;
 mod system;
@@ -43,6 +45,7 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub plugins: Arc<Registry>,
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     pub auth: Arc<AuthSettings>,
     pub max_body_bytes: usize,
 }
@@ -109,10 +112,13 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::routes())
         .merge(plugins::routes())
         .merge(jobs::routes())
+        .merge(issuance::routes())
+        .merge(notifications::routes())
         .merge(audit::routes());
     Router::new()
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
+        .merge(issuance::public_routes())
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))

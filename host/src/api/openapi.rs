@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, certificates, error, instances, jobs, keys, plugins, system};
+use super::{audit, certificates, error, instances, issuance, jobs, keys, notifications, plugins, system};
 use crate::model;
 
 struct BearerAuth;
@@ -27,7 +27,10 @@ impl Modify for InstanceKinds {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let paths = openapi.paths.paths.clone();
         for (path, item) in paths {
-            let targets: &[&str] = if path.starts_with("/api/v1/issuers") {
+            // Key import is for issuers only.
+            let targets: &[&str] = if path.ends_with("/keys") {
+                &[]
+            } else if path.starts_with("/api/v1/issuers") {
                 &["/api/v1/dns-solvers", "/api/v1/notifiers"]
             } else if path.starts_with("/api/v1/notifiers/") {
                 &["/api/v1/dns-solvers"]
@@ -55,6 +58,10 @@ impl Modify for InstanceKinds {
     paths(
         system::health, system::ready, system::version, system::metrics,
         certificates::declare, certificates::list, certificates::fetch, certificates::update, certificates::remove,
+        issuance::submit_csr, issuance::renew, issuance::revoke, issuance::versions, issuance::download,
+        issuance::private_key, issuance::import_key,
+        notifications::create_route, notifications::list_routes, notifications::fetch_route,
+        notifications::replace_route, notifications::remove_route, notifications::list,
         instances::create, instances::list, instances::fetch, instances::update, instances::remove, instances::test,
         plugins::list,
         jobs::list, jobs::fetch, jobs::cancel, jobs::retry,
@@ -65,6 +72,8 @@ impl Modify for InstanceKinds {
         error::ErrorBody, error::ErrorDetail, model::Certificate, model::PluginInstance, model::AuditEvent,
         model::ApiKeyInfo, model::CertStatus, model::KeyType, model::KeyGeneration, model::RenewalPolicy,
         model::InstanceKind, model::Job, model::JobKind, model::JobState, model::ErrorClass, crate::auth::Role,
+        model::CertificateVersion, model::RevocationReason, model::EventKind, model::Severity,
+        model::NotificationRoute, crate::lifecycle::events::Notification, issuance::Part,
     )),
     modifiers(&BearerAuth, &InstanceKinds)
 )]

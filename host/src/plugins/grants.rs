@@ -122,6 +122,19 @@ impl Grants {
         Grants::parse(&text).map_err(|e| format!("plugin grants {}: {e}", path.display()))
     }
 
+    /// Adds the entries of `<dir>/default-grants.toml` (shipped with the built-in plugins) for
+    /// plugins these grants do not mention; the operator's entry for a plugin always wins.
+    pub fn add_defaults_from(&mut self, dir: &Path) -> Result<(), String> {
+        let path = dir.join("default-grants.toml");
+        if !path.is_file() {
+            return Ok(());
+        }
+        for (plugin, grant) in Grants::load(&path)?.0 {
+            self.0.entry(plugin).or_insert(grant);
+        }
+        Ok(())
+    }
+
     pub fn parse(text: &str) -> Result<Grants, String> {
         let map: BTreeMap<String, Grant> = toml::from_str(text).map_err(|e| e.message().to_string())?;
         for (plugin, grant) in &map {
@@ -259,6 +272,26 @@ mod tests {
         assert!(!any.permits("https", "x.other.com", 443));
         let nothing = Allowed::resolve("p", &["*".into()], None).expect("nothing granted");
         assert!(!nothing.permits("https", "x.example.com", 443));
+    }
+
+    #[test]
+    fn default_grants_fill_in_only_what_the_operator_left_out() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(
+            dir.path().join("default-grants.toml"),
+            "[slack]\noutbound_hosts = [\"https://hooks.slack.com\"]\n[pagerduty]\noutbound_hosts = [\"https://events.pagerduty.com\"]\n",
+        )
+        .expect("write");
+        let mut grants =
+            Grants::parse("[pagerduty]\noutbound_hosts = [\"https://events.eu.pagerduty.com\"]\n").expect("parse");
+        grants.add_defaults_from(dir.path()).expect("defaults");
+        assert_eq!(grants.0["slack"].outbound_hosts, vec!["https://hooks.slack.com"]);
+        assert_eq!(
+            grants.0["pagerduty"].outbound_hosts,
+            vec!["https://events.eu.pagerduty.com"],
+            "the operator's entry wins"
+        );
+        assert!(Grants::default().add_defaults_from(&dir.path().join("missing")).is_ok());
     }
 
     #[test]

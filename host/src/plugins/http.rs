@@ -176,7 +176,8 @@ impl WasiHttpHooks for OutboundHooks {
     }
 }
 
-/// The TLS client configuration plugins use: system roots plus an optional extra CA bundle.
+/// The TLS client configuration of outbound connections (plugins' HTTP, SMTP): system roots plus
+/// an optional extra CA bundle.
 pub fn client_tls(extra_ca: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
     use anyhow::Context;
     use rustls::pki_types::CertificateDer;
@@ -188,13 +189,13 @@ pub fn client_tls(extra_ca: Option<&std::path::Path>) -> anyhow::Result<rustls::
     }
     if let Some(path) = extra_ca {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .with_context(|| format!("cannot read the plugin CA bundle {}", path.display()))?
+            .with_context(|| format!("cannot read the CA bundle {}", path.display()))?
             .collect::<Result<_, _>>()
-            .with_context(|| format!("plugin CA bundle {} is not valid PEM", path.display()))?;
+            .with_context(|| format!("CA bundle {} is not valid PEM", path.display()))?;
         for cert in certs {
             roots
                 .add(cert)
-                .with_context(|| format!("plugin CA bundle {} holds an unusable certificate", path.display()))?;
+                .with_context(|| format!("CA bundle {} holds an unusable certificate", path.display()))?;
         }
     }
     Ok(

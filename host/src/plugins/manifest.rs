@@ -36,6 +36,9 @@ pub struct Capabilities {
     /// `*` for "whatever the operator grants".
     #[serde(default)]
     pub outbound_hosts: Vec<String>,
+    /// The plugin sends e-mail through the server's SMTP relay (`host-mail`; notifiers only).
+    #[serde(default)]
+    pub mail: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]

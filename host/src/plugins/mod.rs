@@ -344,7 +344,8 @@ impl Runtime {
         }
         let allowed_host_imports: &[&str] = match manifest.kind {
             InstanceKind::Issuer => &["types", "host-log", "host-kv", "host-keystore", "host-challenge"],
-            InstanceKind::DnsSolver | InstanceKind::Notifier => &["types", "host-log"],
+            InstanceKind::Notifier => &["types", "host-log", "host-mail"],
+            InstanceKind::DnsSolver => &["types", "host-log"],
         };
         for import in &imports {
             if let Some(rest) = import.strip_prefix("certctl:plugin/") {
@@ -357,6 +358,12 @@ impl Runtime {
                 }
                 if !allowed_host_imports.contains(&name) {
                     return Err(format!("a {interface} plugin may not import {import}"));
+                }
+                if name == "host-mail" && !manifest.capabilities.mail {
+                    return Err(format!(
+                        "imports {import} but its manifest does not declare it: add `mail = true` under \
+                         [capabilities]"
+                    ));
                 }
             } else if import.starts_with("wasi:http/") && manifest.kind == InstanceKind::Issuer {
                 // Issuers reach their CA over wasi:http; that is fine.

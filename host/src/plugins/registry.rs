@@ -75,10 +75,19 @@ impl PluginInfo {
     }
 }
 
-/// One step of an issuance.
+/// One call to an issuer.
 enum IssuerStep<'a> {
+    Check(&'a v0_1::issuer::IssueRequest),
     Begin(&'a v0_1::issuer::IssueRequest),
     Resume(&'a [u8]),
+    Revoke(&'a str, u8),
+}
+
+/// What an issuer call returns: progress for begin/resume, nothing for check/revoke.
+#[derive(Debug)]
+pub enum IssuerAnswer {
+    Progress(v0_1::issuer::Progress),
+    Done,
 }
 
 /// Fingerprint of a directory's plugin files, to notice changes cheaply.
@@ -126,8 +135,16 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     current: RwLock<Loadout>,
     seen: RwLock<DirState>,
-    /// Host services for issuer instances (kv, keystore); `None` where no issuer runs.
-    services: Option<(crate::store::Store, Arc<crate::keystore::Keystore>)>,
+    /// Host services for instance calls (kv, keystore, mail); `None` where no instance runs.
+    services: Option<Services>,
+}
+
+/// What calls made for a plugin instance can use.
+#[derive(Clone)]
+pub struct Services {
+    pub store: crate::store::Store,
+    pub keystore: Arc<crate::keystore::Keystore>,
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
 }
 
 fn wasm_files(dir: &Path) -> Vec<PathBuf> {
@@ -157,21 +174,27 @@ impl Registry {
         }
     }
 
-    /// Gives issuer calls their host services: the store (for `host-kv`) and the keystore.
-    pub fn with_services(mut self, store: crate::store::Store, keystore: Arc<crate::keystore::Keystore>) -> Self {
-        self.services = Some((store, keystore));
+    /// Gives instance calls their host services: the store (for `host-kv`), the keystore and
+    /// the SMTP relay.
+    pub fn with_services(mut self, services: Services) -> Self {
+        self.services = Some(services);
         self
     }
 
+    pub fn services(&self) -> Option<&Services> {
+        self.services.as_ref()
+    }
+
     fn context(&self, instance_id: &str) -> Result<super::sandbox::InstanceContext, CallError> {
-        let (store, keystore) = self
+        let services = self
             .services
             .as_ref()
-            .ok_or_else(|| CallError::Host("issuer calls need the store and keystore".into()))?;
+            .ok_or_else(|| CallError::Host("instance calls need the store and keystore".into()))?;
         Ok(super::sandbox::InstanceContext {
             id: instance_id.to_string(),
-            store: store.clone(),
-            keystore: keystore.clone(),
+            store: services.store.clone(),
+            keystore: services.keystore.clone(),
+            mailer: services.mailer.clone(),
         })
     }
 
@@ -353,21 +376,47 @@ impl Registry {
         outcome
     }
 
-    pub async fn notify(&self, name: &str, config: &str, event: &v0_1::Event) -> CallOutcome<()> {
-        let plugin = match self.plugin_of_kind(name, InstanceKind::Notifier) {
-            Ok(p) => p,
+    /// Delivers an event through notifier instance `instance_id` (`None`: a test call outside
+    /// any instance, without host services).
+    pub async fn notify(
+        &self,
+        name: &str,
+        instance_id: Option<&str>,
+        config: &str,
+        event: &v0_1::Event,
+    ) -> CallOutcome<()> {
+        let (plugin, ctx) = match self.plugin_of_kind(name, InstanceKind::Notifier).and_then(|p| {
+            let ctx = match instance_id {
+                Some(id) => Some(self.context(id)?),
+                None => None,
+            };
+            Ok((p, ctx))
+        }) {
+            Ok(pc) => pc,
             Err(e) => return Self::failed(e),
         };
         let config = config.to_string();
         let outcome = self
             .runtime
-            .call(&plugin, "notify", None, async |store, instance| {
+            .call(&plugin, "notify", ctx, async |store, instance| {
                 let guest = notifier::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
                 guest.call_notify(&mut *store, &config, event).await
             })
             .await;
         self.record(&plugin, "notify", &outcome);
         outcome
+    }
+
+    /// Checks a request against issuer instance `instance_id`'s policy, without side effects.
+    pub async fn issuer_check(
+        &self,
+        name: &str,
+        instance_id: &str,
+        config: &str,
+        request: &v0_1::issuer::IssueRequest,
+    ) -> CallOutcome<IssuerAnswer> {
+        self.issuer_step(name, instance_id, config, IssuerStep::Check(request))
+            .await
     }
 
     /// Starts an issuance on issuer instance `instance_id`.
@@ -377,7 +426,7 @@ impl Registry {
         instance_id: &str,
         config: &str,
         request: &v0_1::issuer::IssueRequest,
-    ) -> CallOutcome<v0_1::issuer::Progress> {
+    ) -> CallOutcome<IssuerAnswer> {
         self.issuer_step(name, instance_id, config, IssuerStep::Begin(request))
             .await
     }
@@ -389,8 +438,21 @@ impl Registry {
         instance_id: &str,
         config: &str,
         state: &[u8],
-    ) -> CallOutcome<v0_1::issuer::Progress> {
+    ) -> CallOutcome<IssuerAnswer> {
         self.issuer_step(name, instance_id, config, IssuerStep::Resume(state))
+            .await
+    }
+
+    /// Asks the issuer to revoke a certificate (PEM) with an RFC 5280 reason code.
+    pub async fn issuer_revoke(
+        &self,
+        name: &str,
+        instance_id: &str,
+        config: &str,
+        certificate_pem: &str,
+        reason: u8,
+    ) -> CallOutcome<IssuerAnswer> {
+        self.issuer_step(name, instance_id, config, IssuerStep::Revoke(certificate_pem, reason))
             .await
     }
 
@@ -400,7 +462,7 @@ impl Registry {
         instance_id: &str,
         config: &str,
         step: IssuerStep<'_>,
-    ) -> CallOutcome<v0_1::issuer::Progress> {
+    ) -> CallOutcome<IssuerAnswer> {
         let (plugin, ctx) = match self
             .plugin_of_kind(name, InstanceKind::Issuer)
             .and_then(|p| Ok((p, self.context(instance_id)?)))
@@ -409,18 +471,34 @@ impl Registry {
             Err(e) => return Self::failed(e),
         };
         let op = match step {
+            IssuerStep::Check(_) => "check-request",
             IssuerStep::Begin(_) => "begin",
             IssuerStep::Resume(_) => "resume",
+            IssuerStep::Revoke(..) => "revoke",
         };
         let config = config.to_string();
         let outcome = self
             .runtime
             .call(&plugin, op, Some(ctx), async |store, instance| {
                 let guest = v0_1::issuer::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
-                match step {
-                    IssuerStep::Begin(request) => guest.call_begin(&mut *store, &config, request).await,
-                    IssuerStep::Resume(state) => guest.call_resume(&mut *store, &config, state).await,
-                }
+                Ok(match step {
+                    IssuerStep::Check(request) => guest
+                        .call_check_request(&mut *store, &config, request)
+                        .await?
+                        .map(|()| IssuerAnswer::Done),
+                    IssuerStep::Begin(request) => guest
+                        .call_begin(&mut *store, &config, request)
+                        .await?
+                        .map(IssuerAnswer::Progress),
+                    IssuerStep::Resume(state) => guest
+                        .call_resume(&mut *store, &config, state)
+                        .await?
+                        .map(IssuerAnswer::Progress),
+                    IssuerStep::Revoke(pem, reason) => guest
+                        .call_revoke(&mut *store, &config, pem, reason)
+                        .await?
+                        .map(|()| IssuerAnswer::Done),
+                })
             })
             .await;
         self.record(&plugin, op, &outcome);

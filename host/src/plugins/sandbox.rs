@@ -176,6 +176,8 @@ pub struct InstanceContext {
     pub id: String,
     pub store: crate::store::Store,
     pub keystore: Arc<crate::keystore::Keystore>,
+    /// The SMTP relay for notifiers' `host-mail`, when the server has one.
+    pub mailer: Option<Arc<crate::mail::Mailer>>,
 }
 
 impl InstanceContext {

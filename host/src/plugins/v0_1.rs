@@ -14,7 +14,7 @@ mod generated {
 }
 
 pub use generated::certctl::plugin::types::{DnsRecord, Event, PluginError, Severity};
-use generated::certctl::plugin::{host_challenge, host_keystore, host_kv, host_log, types};
+use generated::certctl::plugin::{host_challenge, host_keystore, host_kv, host_log, host_mail, types};
 pub use generated::exports::certctl::plugin::{dns_solver, issuer, notifier};
 
 pub const CONTRACT: &str = "0.1.0";
@@ -26,6 +26,7 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<StoreState>) -> wa
     host_kv::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)?;
     host_keystore::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)?;
     host_challenge::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)?;
+    host_mail::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)?;
     types::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)?;
     Ok(())
 }
@@ -185,5 +186,43 @@ impl host_challenge::Host for StoreState {
 
     async fn cleanup(&mut self, _handle: u64) -> wasmtime::Result<Result<(), PluginError>> {
         Ok(Err(PluginError::Permanent(NOT_YET.into())))
+    }
+}
+
+impl From<super::PluginFailure> for PluginError {
+    fn from(f: super::PluginFailure) -> Self {
+        use super::PluginFailure as F;
+        match f {
+            F::InvalidConfig(m) => PluginError::InvalidConfig(m),
+            F::Auth(m) => PluginError::Auth(m),
+            F::NotFound(m) => PluginError::NotFound(m),
+            F::RateLimited(s) => PluginError::RateLimited(s),
+            F::Transient(m) => PluginError::Transient(m),
+            F::Permanent(m) => PluginError::Permanent(m),
+        }
+    }
+}
+
+impl host_mail::Host for StoreState {
+    async fn send(&mut self, message: host_mail::MailMessage) -> wasmtime::Result<Result<(), PluginError>> {
+        let Some(mailer) = self.instance.as_ref().and_then(|ctx| ctx.mailer.clone()) else {
+            return Ok(Err(PluginError::InvalidConfig(
+                "this server has no SMTP relay: set CERTCTL_SMTP_HOST and CERTCTL_SMTP_FROM".into(),
+            )));
+        };
+        let message = crate::mail::Message {
+            to: message.to,
+            subject: message.subject,
+            text_body: message.text_body,
+            html_body: message.html_body,
+        };
+        let recipients = message.to.len();
+        let result = mailer.send(&message).await;
+        let line = match &result {
+            Ok(()) => format!("mail to {recipients} recipient(s) accepted by the relay"),
+            Err(e) => format!("mail not sent: {e}"),
+        };
+        self.log.push("host", &line);
+        Ok(result.map_err(Into::into))
     }
 }

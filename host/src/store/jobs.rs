@@ -12,16 +12,48 @@ use super::{Dialect, PageRequest, Store, StoreError, enum_col, json_col, new_id,
 use crate::model::{ErrorClass, Job, JobKind, JobState, Page, Timestamp};
 
 const JOB_COLUMNS: &str = "id, kind, state, certificate_id, payload, attempts, max_attempts, run_after, \
-                           lease_owner, lease_expires_at, error_class, error_message, created_at, updated_at";
+                           lease_owner, lease_expires_at, error_class, error_message, dedup_key, created_at, updated_at";
 
 /// A job to enqueue.
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub kind: JobKind,
+    /// `pending`, or `awaiting_csr` for an issuance that waits for its agent's CSR.
+    pub state: JobState,
     pub certificate_id: Option<String>,
     pub payload: serde_json::Value,
     pub max_attempts: i64,
     pub run_after: Timestamp,
+    /// A job with the same key is never created twice.
+    pub dedup_key: Option<String>,
+}
+
+impl NewJob {
+    /// A pending job of `kind`, due now.
+    pub fn now(kind: JobKind, certificate_id: Option<&str>, payload: serde_json::Value, max_attempts: i64) -> NewJob {
+        NewJob {
+            kind,
+            state: JobState::Pending,
+            certificate_id: certificate_id.map(str::to_string),
+            payload,
+            max_attempts,
+            run_after: Timestamp::now(),
+            dedup_key: None,
+        }
+    }
+}
+
+/// A failed attempt, as the job runner classified it.
+#[derive(Debug, Clone)]
+pub struct JobFailure<'a> {
+    pub class: ErrorClass,
+    pub message: &'a str,
+    /// Worth another attempt (if any remain).
+    pub retry: bool,
+    /// Seconds to wait at least before the next attempt (a rate limit's `Retry-After`).
+    pub wait_at_least: Option<i64>,
+    /// The runner's clock; the backoff counts from here.
+    pub now: Timestamp,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -51,6 +83,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
             })
             .transpose()?,
         error_message: row.try_get("error_message")?,
+        dedup_key: row.try_get("dedup_key")?,
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
     })
@@ -66,24 +99,109 @@ pub fn backoff_secs(attempts: i64) -> i64 {
 }
 
 impl Store {
-    pub async fn enqueue_job(&self, job: &NewJob) -> Result<Job, StoreError> {
+    /// Enqueues a job. `None` when it would duplicate a job with the same dedup key, or a
+    /// second open issuance/renewal of one certificate.
+    pub async fn enqueue_job(&self, job: &NewJob) -> Result<Option<Job>, StoreError> {
         let id = new_id();
         let now = Timestamp::now();
         let row = sqlx::query(&format!(
             "INSERT INTO jobs (id, kind, state, certificate_id, payload, attempts, max_attempts, run_after, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $8) RETURNING {JOB_COLUMNS}"
+             dedup_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $9) \
+             ON CONFLICT DO NOTHING RETURNING {JOB_COLUMNS}"
         ))
         .bind(id.as_str())
         .bind(job.kind.as_str())
-        .bind(JobState::Pending.as_str())
+        .bind(job.state.as_str())
         .bind(job.certificate_id.as_deref())
         .bind(to_json(&job.payload)?)
         .bind(job.max_attempts)
         .bind(job.run_after.0)
+        .bind(job.dedup_key.as_deref())
         .bind(now.0)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        job_from_row(&row)
+        row.map(|r| job_from_row(&r)).transpose()
+    }
+
+    /// The open (not finished) issuance or renewal of a certificate, if any.
+    pub async fn open_issuance(&self, certificate_id: &str) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE certificate_id = $1 AND kind IN ('issuance', 'renewal') \
+             AND state IN ('pending', 'running', 'awaiting_csr', 'awaiting_approval')"
+        ))
+        .bind(certificate_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| job_from_row(&r)).transpose()
+    }
+
+    /// Gives a job that waits for a CSR its payload and makes it due. False if the job is no
+    /// longer waiting (cancelled, or another CSR came first).
+    pub async fn supply_csr(&self, id: &str, payload: &serde_json::Value) -> Result<bool, StoreError> {
+        let now = Timestamp::now();
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', payload = $1, run_after = $2, updated_at = $2 \
+             WHERE id = $3 AND state = 'awaiting_csr'",
+        )
+        .bind(to_json(payload)?)
+        .bind(now.0)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Saves a running job's payload (its progress) while it keeps its lease.
+    pub async fn save_job_payload(
+        &self,
+        id: &str,
+        owner: &str,
+        payload: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET payload = $1, updated_at = $2 WHERE id = $3 AND state = 'running' AND lease_owner = $4",
+        )
+        .bind(to_json(payload)?)
+        .bind(Timestamp::now().0)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Puts a running job back to sleep until `run_after` without counting the attempt (an
+    /// issuer asked to be resumed later). False if `owner` lost the lease.
+    pub async fn defer_job(
+        &self,
+        id: &str,
+        owner: &str,
+        payload: &serde_json::Value,
+        run_after: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'pending', payload = $1, run_after = $2, attempts = attempts - 1, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
+             WHERE id = $4 AND state = 'running' AND lease_owner = $5",
+        )
+        .bind(to_json(payload)?)
+        .bind(run_after.0)
+        .bind(Timestamp::now().0)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes finished jobs (completed or cancelled) last changed before `before`. Failed jobs
+    /// stay: they are the dead letters an operator may still retry.
+    pub async fn delete_finished_jobs(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM jobs WHERE state IN ('completed', 'cancelled') AND updated_at < $1")
+            .bind(before.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Takes up to `limit` due jobs (pending and due, or running with an expired lease) for
@@ -129,18 +247,15 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records a failed attempt: back to pending after a backoff when `retry` and attempts
-    /// remain, otherwise failed for good. Returns the new state, or `None` if `owner` no longer
-    /// holds the lease.
+    /// Records a failed attempt: back to pending after a backoff (at least `wait_at_least`
+    /// seconds) when `retry` and attempts remain, otherwise failed for good. Returns the new
+    /// state, or `None` if `owner` no longer holds the lease.
     pub async fn fail_job(
         &self,
         id: &str,
         owner: &str,
-        class: ErrorClass,
-        message: &str,
-        retry: bool,
+        failure: &JobFailure<'_>,
     ) -> Result<Option<JobState>, StoreError> {
-        let now = Timestamp::now();
         let row = sqlx::query(
             "SELECT attempts, max_attempts FROM jobs WHERE id = $1 AND state = 'running' AND lease_owner = $2",
         )
@@ -150,21 +265,22 @@ impl Store {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let (attempts, max): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-        let next = if retry && attempts < max {
+        let next = if failure.retry && attempts < max {
             JobState::Pending
         } else {
             JobState::Failed
         };
+        let wait = backoff_secs(attempts).max(failure.wait_at_least.unwrap_or(0));
         let done = sqlx::query(
             "UPDATE jobs SET state = $1, run_after = $2, lease_owner = NULL, lease_expires_at = NULL, \
              error_class = $3, error_message = $4, updated_at = $5 \
              WHERE id = $6 AND state = 'running' AND lease_owner = $7",
         )
         .bind(next.as_str())
-        .bind(now.0 + backoff_secs(attempts))
-        .bind(class.as_str())
-        .bind(message)
-        .bind(now.0)
+        .bind(failure.now.0 + wait)
+        .bind(failure.class.as_str())
+        .bind(failure.message)
+        .bind(Timestamp::now().0)
         .bind(id)
         .bind(owner)
         .execute(&self.pool)

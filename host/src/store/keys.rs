@@ -45,4 +45,15 @@ impl Store {
         })
         .transpose()
     }
+
+    /// Ids and public keys (SubjectPublicKeyInfo DER) of the keys `owner` holds.
+    pub async fn keys_of_owner(&self, owner: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query("SELECT id, public_key FROM keys WHERE owner = $1 ORDER BY id")
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("public_key")?)))
+            .collect()
+    }
 }

@@ -73,4 +73,13 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// Whether an instance has stored nothing yet (its first call).
+    pub async fn kv_is_empty(&self, instance_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM plugin_kv WHERE instance_id = $1")
+            .bind(instance_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? == 0)
+    }
 }

@@ -29,6 +29,11 @@ const SQLITE: &[Migration] = &[
         name: "keys",
         sql: include_str!("../../../migrations/sqlite/0002_keys.sql"),
     },
+    Migration {
+        version: 3,
+        name: "lifecycle",
+        sql: include_str!("../../../migrations/sqlite/0003_lifecycle.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -41,6 +46,11 @@ const POSTGRES: &[Migration] = &[
         version: 2,
         name: "keys",
         sql: include_str!("../../../migrations/postgres/0002_keys.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "lifecycle",
+        sql: include_str!("../../../migrations/postgres/0003_lifecycle.sql"),
     },
 ];
 

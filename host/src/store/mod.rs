@@ -9,6 +9,10 @@
 pub mod jobs;
 pub mod keys;
 pub mod kv;
+pub mod lifecycle;
+pub mod locks;
+
+pub use lifecycle::NewVersion;
 pub mod migrate;
 
 use std::collections::BTreeMap;
@@ -112,16 +116,6 @@ pub struct CertificatePatch {
     pub issuer_id: Option<Option<String>>,
     pub renewal: Option<RenewalPolicy>,
     pub labels: Option<BTreeMap<String, String>>,
-}
-
-/// An issued certificate, parsed, ready to be stored as a version.
-#[derive(Debug, Clone)]
-pub struct NewVersion {
-    pub serial: String,
-    pub fingerprint_sha256: String,
-    pub not_before: Timestamp,
-    pub not_after: Timestamp,
-    pub chain_pem: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -244,7 +238,7 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> 
 }
 
 const CERT_COLUMNS: &str = "id, name, common_name, sans, key_type, key_generation, issuer_id, state, renewal, \
-                            labels, not_after, created_at, updated_at";
+                            labels, not_before, not_after, renew_at, current_version_id, created_at, updated_at";
 
 fn cert_from_row(row: &AnyRow, now: Timestamp) -> Result<Certificate, StoreError> {
     let state: CertState = enum_col(row, "state")?;
@@ -260,7 +254,10 @@ fn cert_from_row(row: &AnyRow, now: Timestamp) -> Result<Certificate, StoreError
         status: CertStatus::derive(state, not_after, now),
         renewal: json_col(row, "renewal")?,
         labels: json_col(row, "labels")?,
+        not_before: row.try_get::<Option<i64>, _>("not_before")?.map(Timestamp),
         not_after,
+        renew_at: row.try_get::<Option<i64>, _>("renew_at")?.map(Timestamp),
+        current_version_id: row.try_get("current_version_id")?,
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
     })
@@ -497,10 +494,16 @@ impl Store {
         let issuer_id = patch.issuer_id.as_ref().unwrap_or(&current.issuer_id);
         let renewal = patch.renewal.as_ref().unwrap_or(&current.renewal);
         let labels = patch.labels.as_ref().unwrap_or(&current.labels);
+        // A changed policy moves the renewal date of an issued certificate.
+        let renew_at = match (current.status, current.not_before, current.not_after) {
+            (CertStatus::Pending | CertStatus::Revoked | CertStatus::Failed, _, _) => current.renew_at,
+            (_, Some(nb), Some(na)) => renewal.renew_at(nb, na),
+            _ => current.renew_at,
+        };
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE certificates SET common_name = $1, sans = $2, key_type = $3, issuer_id = $4, renewal = $5, \
-             labels = $6, updated_at = $7 WHERE id = $8",
+             labels = $6, updated_at = $7, renew_at = $9 WHERE id = $8",
         )
         .bind(common_name.as_str())
         .bind(to_json(sans)?)
@@ -510,6 +513,7 @@ impl Store {
         .bind(to_json(labels)?)
         .bind(Timestamp::now().0)
         .bind(id)
+        .bind(renew_at.map(|t| t.0))
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -790,40 +794,5 @@ impl Store {
             agents_online: row.try_get(5)?,
             jobs_pending: row.try_get(6)?,
         })
-    }
-
-    /// Records an issued certificate as the newest version and marks the certificate issued.
-    pub async fn add_version(
-        &self,
-        certificate_id: &str,
-        v: &NewVersion,
-        audit: AuditEntry,
-    ) -> Result<String, StoreError> {
-        let id = new_id();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO certificate_versions (id, certificate_id, serial, fingerprint_sha256, not_before, \
-             not_after, chain_pem, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(id.as_str())
-        .bind(certificate_id)
-        .bind(v.serial.as_str())
-        .bind(v.fingerprint_sha256.as_str())
-        .bind(v.not_before.0)
-        .bind(v.not_after.0)
-        .bind(v.chain_pem.as_str())
-        .bind(Timestamp::now().0)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE certificates SET state = $1, not_after = $2, updated_at = $3 WHERE id = $4")
-            .bind(CertState::Issued.as_str())
-            .bind(v.not_after.0)
-            .bind(Timestamp::now().0)
-            .bind(certificate_id)
-            .execute(&mut *tx)
-            .await?;
-        insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
-        Ok(id)
     }
 }

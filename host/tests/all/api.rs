@@ -106,6 +106,69 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Permission
         ("GET", "/api/v1/jobs/{job}", None, Some(JobsRead)),
         ("POST", "/api/v1/jobs/{job}/cancel", None, Some(JobsWrite)),
         ("POST", "/api/v1/jobs/{cancelled_job}/retry", None, Some(JobsWrite)),
+        (
+            "POST",
+            "/api/v1/certificates/{cert}/csr",
+            Some(json!({"csr": "not a CSR"})),
+            Some(CertificatesWrite),
+        ),
+        (
+            "POST",
+            "/api/v1/certificates/{cert}/renew",
+            None,
+            Some(CertificatesWrite),
+        ),
+        (
+            "POST",
+            "/api/v1/certificates/{cert}/revoke",
+            Some(json!({"reason": "superseded"})),
+            Some(CertificatesWrite),
+        ),
+        (
+            "GET",
+            "/api/v1/certificates/{cert}/versions",
+            None,
+            Some(CertificatesRead),
+        ),
+        (
+            "GET",
+            "/api/v1/certificates/{cert}/download",
+            None,
+            Some(CertificatesRead),
+        ),
+        (
+            "GET",
+            "/api/v1/certificates/{cert}/private-key",
+            None,
+            Some(PrivateKeys),
+        ),
+        (
+            "POST",
+            "/api/v1/issuers/{issuer}/keys",
+            Some(json!({"private_key_pem": rcgen::KeyPair::generate().expect("key").serialize_pem()})),
+            Some(PrivateKeys),
+        ),
+        ("GET", "/api/v1/notification-routes", None, Some(PluginsRead)),
+        (
+            "POST",
+            "/api/v1/notification-routes",
+            Some(json!({"name": "NAME", "notifier_id": "NOTIFIER", "events": ["expiring"]})),
+            Some(PluginsWrite),
+        ),
+        ("GET", "/api/v1/notification-routes/{route}", None, Some(PluginsRead)),
+        (
+            "PUT",
+            "/api/v1/notification-routes/{route}",
+            Some(json!({"name": "NAME", "notifier_id": "NOTIFIER"})),
+            Some(PluginsWrite),
+        ),
+        (
+            "DELETE",
+            "/api/v1/notification-routes/{route}",
+            None,
+            Some(PluginsWrite),
+        ),
+        ("GET", "/api/v1/notifications", None, Some(JobsRead)),
     ]
 }
 
@@ -114,6 +177,16 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Permission
 fn needs_loaded_plugin(method: &str, template: &str) -> bool {
     (method == "POST" && (template == "/api/v1/dns-solvers" || template == "/api/v1/notifiers"))
         || template.ends_with("/test")
+        || needs_issuance(template)
+}
+
+/// Routes that act on an issued certificate (or send it a CSR): the fixture certificate has no
+/// issuer, so a permitted caller gets a 4xx past authorization; tests/all/lifecycle.rs covers
+/// success.
+fn needs_issuance(template: &str) -> bool {
+    ["/csr", "/renew", "/revoke", "/download", "/private-key"]
+        .iter()
+        .any(|suffix| template.starts_with("/api/v1/certificates/") && template.ends_with(suffix))
 }
 
 /// Replaces placeholders with ids of freshly created objects and `NAME` with a unique name.
@@ -151,15 +224,10 @@ async fn materialise(app: &TestApp, path: &str, body: &Option<Value>, n: usize) 
         if path.contains(placeholder) {
             let job = app
                 .store
-                .enqueue_job(&NewJob {
-                    kind: JobKind::Issuance,
-                    certificate_id: None,
-                    payload: json!({}),
-                    max_attempts: 3,
-                    run_after: Timestamp::now(),
-                })
+                .enqueue_job(&NewJob::now(JobKind::Issuance, None, json!({}), 3))
                 .await
-                .expect("fixture job");
+                .expect("fixture job")
+                .expect("not a duplicate");
             if cancelled {
                 app.store
                     .cancel_job(&job.id, AuditEntry::new("tester", "fixture", "job", &job.id))
@@ -168,6 +236,36 @@ async fn materialise(app: &TestApp, path: &str, body: &Option<Value>, n: usize) 
             }
             path = path.replace(placeholder, &job.id);
         }
+    }
+    let needs_notifier = body.as_ref().is_some_and(|b| b.to_string().contains("NOTIFIER"));
+    let mut notifier_id = String::new();
+    if path.contains("{route}") || needs_notifier {
+        notifier_id = app
+            .store
+            .create_instance(
+                InstanceKind::Notifier,
+                &format!("route-fixture-{n}"),
+                "not-loaded",
+                &json!({}),
+                AuditEntry::new("tester", "fixture", "notifier", ""),
+            )
+            .await
+            .expect("fixture notifier")
+            .id;
+    }
+    if path.contains("{route}") {
+        let spec = certctl::store::lifecycle::RouteSpec {
+            name: format!("route-{n}"),
+            notifier_id: notifier_id.clone(),
+            events: Vec::new(),
+            min_severity: certctl::model::Severity::Info,
+        };
+        let route = app
+            .store
+            .create_route(&spec, AuditEntry::new("tester", "fixture", "notification_route", ""))
+            .await
+            .expect("fixture route");
+        path = path.replace("{route}", &route.id);
     }
     if path.contains("{key}") {
         let (status, body) = app
@@ -180,9 +278,13 @@ async fn materialise(app: &TestApp, path: &str, body: &Option<Value>, n: usize) 
         assert_eq!(status, StatusCode::CREATED, "{body}");
         path = path.replace("{key}", body["id"].as_str().expect("id"));
     }
-    let body = body
-        .as_ref()
-        .map(|b| serde_json::from_str(&b.to_string().replace("NAME", &format!("made-{n}"))).expect("json"));
+    let body = body.as_ref().map(|b| {
+        let text = b
+            .to_string()
+            .replace("NAME", &format!("made-{n}"))
+            .replace("NOTIFIER", &notifier_id);
+        serde_json::from_str(&text).expect("json")
+    });
     (path, body)
 }
 
@@ -246,6 +348,7 @@ async fn every_documented_route_is_in_the_matrix(backend: Backend) {
             "{notifier}",
             "{job}",
             "{cancelled_job}",
+            "{route}",
         ]
         .iter()
         .fold(p.to_string(), |acc, ph| acc.replace(ph, "{id}"))
@@ -610,7 +713,10 @@ async fn metrics_reflect_the_fleet_and_pass_promtool(backend: Backend) {
                 not_before: now.plus_days(-80),
                 not_after: now.plus_days(5),
                 chain_pem: String::new(),
+                issuer_id: None,
+                key_id: None,
             },
+            &Default::default(),
             AuditEntry::new("tester", "certificate.issue", "certificate", &id),
         )
         .await
@@ -665,14 +771,13 @@ async fn metrics_reflect_the_fleet_and_pass_promtool(backend: Backend) {
 async fn jobs_can_be_listed_cancelled_and_retried(backend: Backend) {
     let app = TestApp::new(backend).await;
     let cert = app.certificate("web", "web.example.test").await;
-    let new = |kind| NewJob {
-        kind,
-        certificate_id: Some(cert.clone()),
-        payload: json!({}),
-        max_attempts: 3,
-        run_after: Timestamp::now(),
-    };
-    let issuance = app.store.enqueue_job(&new(JobKind::Issuance)).await.expect("job");
+    let new = |kind| NewJob::now(kind, Some(&cert), json!({}), 3);
+    let issuance = app
+        .store
+        .enqueue_job(&new(JobKind::Issuance))
+        .await
+        .expect("job")
+        .expect("not a duplicate");
     app.store.enqueue_job(&new(JobKind::Deployment)).await.expect("job");
     let viewer = Some(key_of(Role::Viewer));
     let (status, page) = app

@@ -7,10 +7,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use certctl::api::{self, AppState, AuthSettings};
 use certctl::auth::{ApiKeyHash, Role};
-use certctl::config::{AuthType, NamedKey};
+use certctl::config::{AuthType, EncryptionKey, NamedKey};
+use certctl::keystore::Keystore;
+use certctl::lifecycle::Lifecycle;
 use certctl::metrics::Metrics;
 use certctl::plugins::grants::Grants;
-use certctl::plugins::registry::Registry;
+use certctl::plugins::registry::{Registry, Services};
 use certctl::plugins::sandbox::Limits;
 use certctl::plugins::{Pooling, Runtime, RuntimeSettings};
 use certctl::store::Store;
@@ -88,6 +90,7 @@ pub fn key_of(role: Role) -> &'static str {
 pub struct TestApp {
     pub router: Router,
     pub store: Store,
+    pub lifecycle: Arc<Lifecycle>,
     pub db: TestDb,
 }
 
@@ -108,14 +111,44 @@ pub fn registry(dirs: Vec<std::path::PathBuf>, grants: Grants, metrics: Arc<Metr
 }
 
 impl TestApp {
+    /// An app without plugins.
     pub async fn new(backend: Backend) -> TestApp {
+        TestApp::with_plugins(backend, Vec::new(), Grants::default()).await
+    }
+
+    /// An app with the plugins of `dirs` loaded, and host services (keystore, kv) for their
+    /// instances. The scheduler does not run: tests drive the lifecycle's scans and job runner.
+    pub async fn with_plugins(backend: Backend, dirs: Vec<std::path::PathBuf>, grants: Grants) -> TestApp {
         let db = TestDb::new(backend).await;
         let store = db.store().await;
         let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let keystore = Arc::new(Keystore::new(store.clone(), &EncryptionKey([7; 32])).expect("keystore"));
+        let runtime = Runtime::new(RuntimeSettings {
+            limits: Limits::default(),
+            pooling: Pooling::Auto,
+            cache_dir: None,
+            ca_bundle: None,
+        })
+        .expect("plugin runtime");
+        let plugins = Arc::new(
+            Registry::new(runtime, dirs, grants, metrics.clone()).with_services(Services {
+                store: store.clone(),
+                keystore: keystore.clone(),
+                mailer: None,
+            }),
+        );
+        plugins.reload();
+        let lifecycle = Arc::new(Lifecycle::new(
+            store.clone(),
+            plugins.clone(),
+            keystore,
+            metrics.clone(),
+        ));
         let state = AppState {
             store: store.clone(),
-            plugins: registry(Vec::new(), Grants::default(), metrics.clone(), Limits::default()),
-            metrics,
+            plugins,
+            lifecycle: lifecycle.clone(),
+            metrics: metrics.clone(),
             auth: Arc::new(AuthSettings {
                 mode: AuthType::ApiKey,
                 env_keys: KEYS
@@ -132,6 +165,7 @@ impl TestApp {
         TestApp {
             router: api::router(state),
             store,
+            lifecycle,
             db,
         }
     }
@@ -150,6 +184,17 @@ impl TestApp {
             None => Body::empty(),
         };
         self.send(req.body(body).expect("request")).await
+    }
+
+    /// A request without a key, answered as raw bytes (binary bodies such as CRLs).
+    pub async fn raw(&self, path: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        use tower::ServiceExt;
+        let req = Request::builder().uri(path).body(Body::empty()).expect("request");
+        let resp = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, headers, bytes.to_vec())
     }
 
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {

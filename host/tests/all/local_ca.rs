@@ -9,7 +9,7 @@ use certctl::metrics::Metrics;
 use certctl::model::InstanceKind;
 use certctl::plugins::PluginFailure;
 use certctl::plugins::grants::Grants;
-use certctl::plugins::registry::Registry;
+use certctl::plugins::registry::{IssuerAnswer, Registry, Services};
 use certctl::plugins::v0_1::issuer::{IssueRequest, Progress};
 use certctl::store::AuditEntry;
 
@@ -39,7 +39,11 @@ async fn local_ca(backend: Backend) -> Ca {
         Grants::default(),
         Arc::new(Metrics::new().expect("metrics")),
     )
-    .with_services(store.clone(), keystore);
+    .with_services(Services {
+        store: store.clone(),
+        keystore,
+        mailer: None,
+    });
     reg.reload();
     assert!(reg.get("local-ca").is_some(), "local-ca not loaded: {:?}", reg.list().1);
     let instance = store
@@ -81,8 +85,8 @@ async fn issue(
         .issuer_begin("local-ca", &ca.instance, &config.to_string(), &request)
         .await;
     match out.result {
-        Ok(Ok(Progress::Issued(chain))) => Ok(chain),
-        Ok(Ok(Progress::Pending(_))) => panic!("the local CA finishes in one call"),
+        Ok(Ok(IssuerAnswer::Progress(Progress::Issued(chain)))) => Ok(chain),
+        Ok(Ok(_)) => panic!("the local CA finishes in one call"),
         Ok(Err(f)) => Err(f),
         Err(e) => panic!("call failed: {e} {:?}", out.logs),
     }

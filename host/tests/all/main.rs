@@ -4,7 +4,9 @@
 mod api;
 mod common;
 mod keystore;
+mod lifecycle;
 mod local_ca;
+mod notifiers;
 mod plugins;
 pub mod sandbox;
 mod server;

@@ -15,7 +15,7 @@ use axum::http::HeaderMap;
 use axum::routing::{any, get};
 use certctl::metrics::Metrics;
 use certctl::plugins::grants::Grants;
-use certctl::plugins::registry::Registry;
+use certctl::plugins::registry::{IssuerAnswer, Registry, Services};
 use certctl::plugins::sandbox::Limits;
 use certctl::plugins::v0_1::{DnsRecord, Event, Severity};
 use certctl::plugins::{CallError, PluginFailure};
@@ -80,7 +80,7 @@ fn misbehaving(grants_toml: &str, limits: Limits) -> (Arc<Registry>, Arc<Metrics
 }
 
 async fn notify_mode(reg: &Registry, config: serde_json::Value) -> certctl::plugins::CallOutcome<()> {
-    reg.notify("misbehave", &config.to_string(), &event()).await
+    reg.notify("misbehave", None, &config.to_string(), &event()).await
 }
 
 fn metric(metrics: &Metrics, needle: &str) -> String {
@@ -342,7 +342,7 @@ async fn replacing_a_plugin_reloads_it_and_a_call_in_flight_finishes() {
     let in_flight = {
         let reg = reg.clone();
         let config = serde_json::json!({"mode": "http", "url": format!("{host}/hang")}).to_string();
-        tokio::spawn(async move { reg.notify("misbehave", &config, &event()).await })
+        tokio::spawn(async move { reg.notify("misbehave", None, &config, &event()).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Remove the plugin while the call runs: the registry drops it, the call is unaffected.
@@ -372,7 +372,7 @@ async fn the_webhook_notifier_posts_signed_json() {
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let reg = registry(vec![shipped_dir()], grants(&granted), metrics, limits());
     let config = serde_json::json!({"url": format!("{host}/hook"), "secret": "shared-secret"}).to_string();
-    let out = reg.notify("webhook", &config, &event()).await;
+    let out = reg.notify("webhook", None, &config, &event()).await;
     assert_eq!(out.result, Ok(Ok(())), "{:?}", out.logs);
     let seen = server.seen.lock().expect("lock").clone();
     let (path, headers, body) = seen.last().expect("a request arrived");
@@ -750,8 +750,11 @@ async fn issuer_host_services_are_scoped_to_the_instance(backend: crate::common:
     })
     .expect("runtime");
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let reg = Registry::new(runtime, vec![testing_dir()], Grants::default(), metrics)
-        .with_services(store.clone(), keystore.clone());
+    let reg = Registry::new(runtime, vec![testing_dir()], Grants::default(), metrics).with_services(Services {
+        store: store.clone(),
+        keystore: keystore.clone(),
+        mailer: None,
+    });
     reg.reload();
     let instance = |name: &'static str| {
         let store = store.clone();
@@ -778,7 +781,7 @@ async fn issuer_host_services_are_scoped_to_the_instance(backend: crate::common:
     };
     let normal = serde_json::json!({"mode": "normal"}).to_string();
     let out = reg.issuer_begin("kv-issuer", &a, &normal, &request).await;
-    let Ok(Ok(Progress::Pending(pending))) = out.result else {
+    let Ok(Ok(IssuerAnswer::Progress(Progress::Pending(pending)))) = out.result else {
         panic!("begin: {:?} {:?}", out.result, out.logs)
     };
     let key_id = String::from_utf8(pending.state.clone()).expect("key id");
@@ -793,7 +796,7 @@ async fn issuer_host_services_are_scoped_to_the_instance(backend: crate::common:
     );
 
     let out = reg.issuer_resume("kv-issuer", &a, &normal, &pending.state).await;
-    let Ok(Ok(Progress::Issued(chain))) = out.result else {
+    let Ok(Ok(IssuerAnswer::Progress(Progress::Issued(chain)))) = out.result else {
         panic!("resume: {:?} {:?}", out.result, out.logs)
     };
     let chain: serde_json::Value = serde_json::from_str(&chain).expect("json");

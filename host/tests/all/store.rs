@@ -6,7 +6,7 @@ use certctl::auth::{ApiKeyHash, Role};
 use certctl::model::{
     CertStatus, ErrorClass, InstanceKind, JobKind, JobState, KeyGeneration, KeyType, RenewalPolicy, Timestamp,
 };
-use certctl::store::jobs::{JobFilter, NewJob};
+use certctl::store::jobs::{JobFailure, JobFilter, NewJob};
 use certctl::store::{
     AuditEntry, AuditFilter, CertificateFilter, CertificatePatch, NewCertificate, NewVersion, PageRequest, Store,
     StoreError,
@@ -46,7 +46,10 @@ async fn issue(store: &Store, id: &str, days_left: i64) {
                 not_before: now.plus_days(-1),
                 not_after: now.plus_days(days_left),
                 chain_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+                issuer_id: None,
+                key_id: None,
             },
+            &Default::default(),
             audit("certificate.issue"),
         )
         .await
@@ -377,33 +380,42 @@ async fn migrations_are_idempotent_and_reported(backend: Backend) {
     let before = store.schema_status().await.expect("status");
     assert_eq!(before.applied, 0);
     assert!(!before.is_current());
-    assert_eq!(store.migrate().await.expect("migrate"), vec![1, 2]);
+    assert_eq!(store.migrate().await.expect("migrate"), vec![1, 2, 3]);
     assert!(store.migrate().await.expect("again").is_empty());
     assert!(store.schema_status().await.expect("status").is_current());
 }
 
-fn job(kind: JobKind) -> NewJob {
-    NewJob {
-        kind,
-        certificate_id: None,
-        payload: serde_json::json!({"step": 1}),
-        max_attempts: 3,
-        run_after: Timestamp::now(),
+fn failure(class: ErrorClass, message: &str, now: Timestamp) -> JobFailure<'_> {
+    JobFailure {
+        class,
+        message,
+        retry: true,
+        wait_at_least: None,
+        now,
     }
+}
+
+fn job(kind: JobKind) -> NewJob {
+    NewJob::now(kind, None, serde_json::json!({"step": 1}), 3)
 }
 
 async fn jobs_are_leased_once_completed_by_their_holder_and_retried(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let now = Timestamp::now();
-    let a = store.enqueue_job(&job(JobKind::Issuance)).await.expect("enqueue");
+    let a = store
+        .enqueue_job(&job(JobKind::Issuance))
+        .await
+        .expect("enqueue")
+        .expect("new");
     let later = store
         .enqueue_job(&NewJob {
             run_after: now.plus_days(1),
             ..job(JobKind::Renewal)
         })
         .await
-        .expect("enqueue");
+        .expect("enqueue")
+        .expect("new");
     let leased = store.lease_jobs("replica-1", 10, 60, now).await.expect("lease");
     assert_eq!(
         leased.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
@@ -427,7 +439,11 @@ async fn jobs_are_leased_once_completed_by_their_holder_and_retried(backend: Bac
 
     // A failure with attempts left goes back to pending, after a backoff.
     let state = store
-        .fail_job(&a.id, "replica-1", ErrorClass::Network, "connection refused", true)
+        .fail_job(
+            &a.id,
+            "replica-1",
+            &failure(ErrorClass::Network, "connection refused", now),
+        )
         .await
         .expect("fail");
     assert_eq!(state, Some(JobState::Pending));
@@ -449,7 +465,11 @@ async fn jobs_are_leased_once_completed_by_their_holder_and_retried(backend: Bac
     );
     assert_eq!(
         store
-            .fail_job(&a.id, "replica-2", ErrorClass::Timeout, "slow", true)
+            .fail_job(
+                &a.id,
+                "replica-2",
+                &failure(ErrorClass::Timeout, "slow", Timestamp::now())
+            )
             .await
             .expect("fail"),
         Some(JobState::Failed),

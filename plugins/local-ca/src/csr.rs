@@ -11,7 +11,7 @@ use x509_cert::request::{CertReqInfo, ExtensionReq};
 use x509_cert::spki::{AlgorithmIdentifierRef, ObjectIdentifier, SubjectPublicKeyInfoOwned};
 
 use crate::config::KeyType;
-use crate::names::Name;
+use crate::names::{Name, email_address};
 use crate::x509::{
     ECDSA_WITH_SHA256, ECDSA_WITH_SHA384, ECDSA_WITH_SHA512, ID_ED25519, RSA_ENCRYPTION, RSASSA_PSS, SECP256R1,
     SECP384R1, SHA256_WITH_RSA, SHA384_WITH_RSA, SHA512_WITH_RSA, ec_curve, ip_from_octets,
@@ -45,7 +45,7 @@ impl Csr {
         let signed = SignedRequest::from_der(der).map_err(invalid)?;
         let info_der = signed.info.to_der().map_err(invalid)?;
         let info = CertReqInfo::from_der(&info_der).map_err(invalid)?;
-        let key_type = key_type(&info.public_key)?;
+        let key_type = key_type(&info.public_key, "the CSR's").map_err(PluginError::Permanent)?;
         verify(
             &info.public_key,
             key_type,
@@ -56,8 +56,9 @@ impl Csr {
         Ok(Csr { info, key_type })
     }
 
-    /// The DNS names and IP addresses of the CSR's subjectAltName extension request, in order.
-    /// Other kinds of names (e-mail, URI) are not certified here and are left out.
+    /// The DNS names, IP addresses and e-mail addresses of the CSR's subjectAltName extension
+    /// request, in order. Other kinds of names (URI, otherName) are not certified here and are
+    /// left out.
     pub fn san_names(&self) -> Result<Vec<Name>, PluginError> {
         let bad = |e: x509_cert::der::Error| {
             PluginError::permanent(format!("the CSR's extension request cannot be read: {e}"))
@@ -67,11 +68,11 @@ impl Csr {
             for value in attribute.values.iter() {
                 let extensions: Vec<Extension> = value.decode_as().map_err(bad)?;
                 for extension in extensions.iter().filter(|e| e.extn_id == SubjectAltName::OID) {
-                    // GeneralNames, read by tag: only dNSName [2] and iPAddress [7] matter here,
-                    // and a full GeneralName decoder is large in a component.
+                    // GeneralNames, read by tag: only rfc822Name [1], dNSName [2] and iPAddress [7]
+                    // matter here, and a full GeneralName decoder is large in a component.
                     let general_names: Vec<AnyRef<'_>> = Vec::from_der(extension.extn_value.as_bytes()).map_err(bad)?;
                     for general_name in general_names {
-                        names.extend(dns_or_ip(general_name)?);
+                        names.extend(certifiable_name(general_name)?);
                     }
                 }
             }
@@ -80,8 +81,9 @@ impl Csr {
     }
 }
 
-/// A dNSName [2] or iPAddress [7] GeneralName as a [`Name`]; other kinds are `None`.
-fn dns_or_ip(general_name: AnyRef<'_>) -> Result<Option<Name>, PluginError> {
+/// An rfc822Name [1], dNSName [2] or iPAddress [7] GeneralName as a [`Name`]; other kinds are
+/// `None`.
+fn certifiable_name(general_name: AnyRef<'_>) -> Result<Option<Name>, PluginError> {
     let Tag::ContextSpecific {
         constructed: false,
         number: TagNumber(number),
@@ -91,11 +93,25 @@ fn dns_or_ip(general_name: AnyRef<'_>) -> Result<Option<Name>, PluginError> {
     };
     let value = general_name.value();
     match number {
+        1 => {
+            let address = std::str::from_utf8(value).map_err(|_| {
+                PluginError::permanent("the CSR's subjectAltName has an e-mail address that is not ASCII")
+            })?;
+            let address =
+                email_address(address).map_err(|e| PluginError::permanent(format!("the CSR's subjectAltName {e}")))?;
+            Ok(Some(Name::Email(address)))
+        }
         2 => {
             let dns = std::str::from_utf8(value)
                 .map_err(|_| PluginError::permanent("the CSR's subjectAltName has a DNS name that is not ASCII"))?;
-            let name = Name::parse(dns).map_err(|e| PluginError::permanent(format!("the CSR's subjectAltName {e}")))?;
-            Ok(Some(name))
+            match Name::parse(dns) {
+                Ok(Name::Email(_)) => Err(PluginError::permanent(format!(
+                    "the CSR's subjectAltName has a DNS name {dns:?} that is an e-mail address (e-mail addresses \
+                     go in an rfc822Name)"
+                ))),
+                Ok(name) => Ok(Some(name)),
+                Err(e) => Err(PluginError::permanent(format!("the CSR's subjectAltName {e}"))),
+            }
         }
         7 => ip_from_octets(value).map(|ip| Some(Name::Ip(ip))).ok_or_else(|| {
             PluginError::permanent("the CSR's subjectAltName has an IP address that is neither 4 nor 16 bytes")
@@ -104,19 +120,20 @@ fn dns_or_ip(general_name: AnyRef<'_>) -> Result<Option<Name>, PluginError> {
     }
 }
 
-/// The key type of a SubjectPublicKeyInfo, among those this CA knows.
-fn key_type(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyType, PluginError> {
+/// The key type of a SubjectPublicKeyInfo, among those this CA knows; `whose` starts the
+/// message (`the CSR's`).
+pub fn key_type(spki: &SubjectPublicKeyInfoOwned, whose: &str) -> Result<KeyType, String> {
     let oid = spki.algorithm.oid;
     if oid == RSA_ENCRYPTION {
-        let key = rsa_public_key(spki)?;
+        let key = rsa_public_key(spki).ok_or_else(|| format!("{whose} RSA public key cannot be read"))?;
         let bits = modulus_bits(key.modulus.as_bytes());
         return match bits {
             2048 => Ok(KeyType::Rsa2048),
             3072 => Ok(KeyType::Rsa3072),
             4096 => Ok(KeyType::Rsa4096),
-            _ => Err(PluginError::permanent(format!(
-                "the CSR's RSA key has {bits} bits: this CA certifies rsa-2048, rsa-3072 and rsa-4096 keys"
-            ))),
+            _ => Err(format!(
+                "{whose} RSA key has {bits} bits: supported are rsa-2048, rsa-3072 and rsa-4096 keys"
+            )),
         };
     }
     if oid == ID_ED25519 {
@@ -125,21 +142,19 @@ fn key_type(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyType, PluginError> {
     match ec_curve(spki) {
         Some(curve) if curve == SECP256R1 => Ok(KeyType::EcdsaP256),
         Some(curve) if curve == SECP384R1 => Ok(KeyType::EcdsaP384),
-        Some(curve) => Err(PluginError::permanent(format!(
-            "the CSR's key is on the elliptic curve {curve}: this CA certifies P-256 and P-384 keys"
-        ))),
-        None => Err(PluginError::permanent(format!(
-            "the CSR's key algorithm {oid} is not supported: this CA certifies ECDSA (P-256, P-384), RSA and \
-             Ed25519 keys"
-        ))),
+        Some(curve) => Err(format!(
+            "{whose} key is on the elliptic curve {curve}: supported are P-256 and P-384 keys"
+        )),
+        None => Err(format!(
+            "{whose} key algorithm {oid} is not supported: supported are ECDSA (P-256, P-384), RSA and Ed25519 keys"
+        )),
     }
 }
 
-fn rsa_public_key(spki: &SubjectPublicKeyInfoOwned) -> Result<rsa::pkcs1::RsaPublicKeyRef<'_>, PluginError> {
+fn rsa_public_key(spki: &SubjectPublicKeyInfoOwned) -> Option<rsa::pkcs1::RsaPublicKeyRef<'_>> {
     spki.subject_public_key
         .as_bytes()
         .and_then(|bytes| rsa::pkcs1::RsaPublicKeyRef::from_der(bytes).ok())
-        .ok_or_else(|| PluginError::permanent("the CSR's RSA public key cannot be read"))
 }
 
 /// The bit length of a big-endian unsigned integer.

@@ -12,16 +12,18 @@ use x509_cert::der::oid::AssociatedOid;
 use x509_cert::der::pem::LineEnding;
 use x509_cert::der::{DateTime, Decode, Encode, Sequence};
 use x509_cert::ext::Extension;
-use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
 use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName,
-    SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages,
+    SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::name::{Name as X509Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::time::{Time, Validity};
 
+use crate::config::KeyType;
 use crate::names::Name;
 
 pub const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -39,8 +41,10 @@ pub const SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.
 pub const RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
 
 const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
-const KP_SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
-const KP_CLIENT_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2");
+pub const KP_SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
+pub const KP_CLIENT_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2");
+pub const KP_CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3");
+pub const KP_EMAIL_PROTECTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.4");
 
 /// Bytes of a random serial number.
 pub const SERIAL_BYTES: usize = 16;
@@ -54,12 +58,14 @@ fn der_err(what: &str) -> impl Fn(x509_cert::der::Error) -> String + '_ {
 
 /// TBSCertificate (RFC 5280 4.1), v3, always with extensions.
 #[derive(Sequence)]
-struct TbsCertificate {
+struct TbsCertificate<'a> {
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
     version: Version,
     serial_number: SerialNumber,
     signature: AlgorithmIdentifierOwned,
-    issuer: X509Name,
+    /// The issuer's subject Name exactly as its certificate encodes it, so that chain building
+    /// (which may compare names byte for byte) finds it.
+    issuer: AnyRef<'a>,
     validity: Validity,
     subject: X509Name,
     subject_public_key_info: SubjectPublicKeyInfoOwned,
@@ -79,9 +85,10 @@ struct SignedCertificate<'a> {
 pub struct CertificateParams {
     /// Positive, at most 20 bytes.
     pub serial: Vec<u8>,
-    /// The signature algorithm of the issuer's key.
-    pub signature_algorithm: ObjectIdentifier,
-    pub issuer: X509Name,
+    /// The type of the issuer's key, which decides the signature algorithm.
+    pub issuer_key_type: KeyType,
+    /// The issuer's subject Name, DER, copied into the certificate as it is.
+    pub issuer: Vec<u8>,
     /// Seconds since the Unix epoch.
     pub not_before: Duration,
     pub not_after: Duration,
@@ -96,16 +103,12 @@ pub fn build_certificate<E>(
     params: CertificateParams,
     sign: impl FnOnce(&[u8]) -> std::result::Result<Vec<u8>, E>,
 ) -> std::result::Result<String, BuildError<E>> {
-    let algorithm = AlgorithmIdentifierOwned {
-        oid: params.signature_algorithm,
-        // ECDSA signature algorithm identifiers have no parameters (RFC 5758 3.2).
-        parameters: None,
-    };
+    let algorithm = signature_algorithm(params.issuer_key_type);
     let tbs = TbsCertificate {
         version: Version::V3,
         serial_number: SerialNumber::new(&params.serial).map_err(der_err("the serial number"))?,
         signature: algorithm.clone(),
-        issuer: params.issuer,
+        issuer: AnyRef::from_der(&params.issuer).map_err(der_err("the issuer name"))?,
         validity: Validity::new(time(params.not_before)?, time(params.not_after)?),
         subject: params.subject,
         subject_public_key_info: params.subject_public_key_info,
@@ -119,8 +122,7 @@ pub fn build_certificate<E>(
         signature_value: BitString::from_bytes(&signature).map_err(der_err("the signature"))?,
     };
     let der = certificate.to_der().map_err(der_err("the certificate"))?;
-    x509_cert::der::pem::encode_string("CERTIFICATE", LineEnding::LF, &der)
-        .map_err(|e| BuildError::Encode(format!("encoding the certificate as PEM: {e}")))
+    Ok(certificate_pem(&der)?)
 }
 
 /// Why [`build_certificate`] failed.
@@ -136,6 +138,37 @@ impl<E> From<String> for BuildError<E> {
     fn from(e: String) -> Self {
         BuildError::Encode(e)
     }
+}
+
+/// The signature algorithm of an issuer key, as the host keystore signs with it: ECDSA over
+/// SHA-256 (P-256) or SHA-384 (P-384), RSA PKCS#1 v1.5 over SHA-256, Ed25519.
+pub fn signature_algorithm(issuer_key_type: KeyType) -> AlgorithmIdentifierOwned {
+    match issuer_key_type {
+        // ECDSA and Ed25519 algorithm identifiers have no parameters (RFC 5758 3.2, RFC 8410 3).
+        KeyType::EcdsaP256 => AlgorithmIdentifierOwned {
+            oid: ECDSA_WITH_SHA256,
+            parameters: None,
+        },
+        KeyType::EcdsaP384 => AlgorithmIdentifierOwned {
+            oid: ECDSA_WITH_SHA384,
+            parameters: None,
+        },
+        // RSA's has NULL parameters (RFC 4055 5).
+        KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => AlgorithmIdentifierOwned {
+            oid: SHA256_WITH_RSA,
+            parameters: Some(Any::null()),
+        },
+        KeyType::Ed25519 => AlgorithmIdentifierOwned {
+            oid: ID_ED25519,
+            parameters: None,
+        },
+    }
+}
+
+/// A DER certificate as PEM, ending with a newline.
+pub fn certificate_pem(der: &[u8]) -> Result<String> {
+    x509_cert::der::pem::encode_string("CERTIFICATE", LineEnding::LF, der)
+        .map_err(|e| format!("encoding a certificate as PEM: {e}"))
 }
 
 /// An X.509 time: UTCTime until 2049, GeneralizedTime after (RFC 5280 4.1.2.5).
@@ -194,32 +227,48 @@ pub fn ca_extensions(path_length: u8, ski: &[u8]) -> Result<Vec<Extension>> {
     ])
 }
 
-/// Extensions of a TLS leaf: basicConstraints CA:FALSE (critical), keyUsage (critical,
-/// digitalSignature, plus keyEncipherment for RSA keys), extendedKeyUsage serverAuth and
-/// clientAuth, subjectAltName (critical when the subject is empty, RFC 5280 4.2.1.6),
-/// authorityKeyIdentifier, subjectKeyIdentifier.
-pub fn leaf_extensions(
-    names: &[Name],
-    subject_is_empty: bool,
-    rsa: bool,
-    authority_key_id: &[u8],
-    ski: &[u8],
-) -> Result<Vec<Extension>> {
-    let usage = if rsa {
+/// What a leaf certifies and how, beyond its key and validity.
+pub struct LeafProfile<'a> {
+    /// Every name, in order, for the subjectAltName.
+    pub names: &'a [Name],
+    /// The subject is empty, so the subjectAltName is critical (RFC 5280 4.2.1.6).
+    pub subject_is_empty: bool,
+    /// The leaf's key is RSA, so keyUsage has keyEncipherment too.
+    pub rsa: bool,
+    /// The extendedKeyUsage purposes, in order.
+    pub purposes: &'a [ObjectIdentifier],
+    /// The URI of the cRLDistributionPoints extension, if any.
+    pub crl_url: Option<&'a str>,
+    /// The issuer's key identifier.
+    pub authority_key_id: &'a [u8],
+    /// The leaf's own key identifier.
+    pub ski: &'a [u8],
+}
+
+/// Extensions of a leaf: basicConstraints CA:FALSE (critical), keyUsage (critical,
+/// digitalSignature, plus keyEncipherment for RSA keys), extendedKeyUsage, subjectAltName
+/// (dNSName, iPAddress, rfc822Name), authorityKeyIdentifier, subjectKeyIdentifier, and
+/// cRLDistributionPoints with one URI when there is a CRL URL.
+pub fn leaf_extensions(profile: &LeafProfile<'_>) -> Result<Vec<Extension>> {
+    let usage = if profile.rsa {
         KeyUsages::DigitalSignature | KeyUsages::KeyEncipherment
     } else {
         KeyUsages::DigitalSignature.into()
     };
-    let general_names = names
+    let general_names = profile
+        .names
         .iter()
         .map(|name| match name {
             Name::Dns(dns) => Ia5String::new(dns)
                 .map(GeneralName::DnsName)
                 .map_err(der_err("a DNS name")),
             Name::Ip(ip) => Ok(GeneralName::from(*ip)),
+            Name::Email(address) => Ia5String::new(address)
+                .map(GeneralName::Rfc822Name)
+                .map_err(der_err("an e-mail address")),
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(vec![
+    let mut extensions = vec![
         extension(
             true,
             &BasicConstraints {
@@ -228,18 +277,30 @@ pub fn leaf_extensions(
             },
         )?,
         extension(true, &KeyUsage(usage))?,
-        extension(false, &ExtendedKeyUsage(vec![KP_SERVER_AUTH, KP_CLIENT_AUTH]))?,
-        extension(subject_is_empty, &SubjectAltName(general_names))?,
+        extension(false, &ExtendedKeyUsage(profile.purposes.to_vec()))?,
+        extension(profile.subject_is_empty, &SubjectAltName(general_names))?,
         extension(
             false,
             &AuthorityKeyIdentifier {
-                key_identifier: Some(OctetString::new(authority_key_id).map_err(der_err("a key identifier"))?),
+                key_identifier: Some(OctetString::new(profile.authority_key_id).map_err(der_err("a key identifier"))?),
                 authority_cert_issuer: None,
                 authority_cert_serial_number: None,
             },
         )?,
-        extension(false, &subject_key_identifier(ski)?)?,
-    ])
+        extension(false, &subject_key_identifier(profile.ski)?)?,
+    ];
+    if let Some(url) = profile.crl_url {
+        let uri = Ia5String::new(url).map_err(der_err("the CRL URL"))?;
+        let point = DistributionPoint {
+            distribution_point: Some(DistributionPointName::FullName(vec![
+                GeneralName::UniformResourceIdentifier(uri),
+            ])),
+            reasons: None,
+            crl_issuer: None,
+        };
+        extensions.push(extension(false, &CrlDistributionPoints(vec![point]))?);
+    }
+    Ok(extensions)
 }
 
 fn subject_key_identifier(ski: &[u8]) -> Result<SubjectKeyIdentifier> {

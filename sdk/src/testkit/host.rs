@@ -212,6 +212,13 @@ impl<T: crate::Issuer> IssuerHost<T> {
         <crate::issuer::IssuerExport<T> as Guest>::validate_config(self.config.clone()).map_err(Into::into)
     }
 
+    /// `check-request`, as when the host receives a CSR.
+    pub fn check_request(&self, request: &crate::IssueRequest) -> Result<(), PluginError> {
+        use crate::bindings::issuer::exports::certctl::plugin::issuer::Guest;
+        <crate::issuer::IssuerExport<T> as Guest>::check_request(self.config.clone(), request.clone().into())
+            .map_err(Into::into)
+    }
+
     /// `begin`.
     pub fn begin(&self, request: &crate::IssueRequest) -> Result<crate::Progress, PluginError> {
         use crate::bindings::issuer::exports::certctl::plugin::issuer::Guest;

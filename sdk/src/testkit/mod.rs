@@ -6,6 +6,8 @@
 //!   and records every request. It also simulates the answers that never come (connection
 //!   refused, timeout, "HTTP request denied"), failing exactly as under a real host.
 //! - [`MockKv`] (issuers): an in-memory [`kv`](crate::kv) with the host's limits.
+//! - [`MockMail`] (notifiers): an outbox for [`mail`](crate::mail), checking messages as the
+//!   host does, and refusing them on request as a relay would.
 //! - [`logs`] and [`take_logs`]: what the plugin logged with [`log`](crate::log).
 //! - [`dns_solver`], [`notifier`], [`issuer`]: call a plugin as the host does, through the
 //!   export glue, with the configuration as JSON (so `check_config` runs before every call).
@@ -78,6 +80,8 @@ mod logs;
 mod mock_http;
 #[cfg(feature = "issuer")]
 mod mock_kv;
+#[cfg(feature = "notifier")]
+mod mock_mail;
 
 #[cfg(feature = "dns-solver")]
 pub use host::{DnsSolverHost, dns_record, dns_solver};
@@ -89,11 +93,15 @@ pub use logs::{LogLine, logs, take_logs};
 pub use mock_http::{Expectation, MockHttp, MockResponse, RecordedRequest};
 #[cfg(feature = "issuer")]
 pub use mock_kv::MockKv;
+#[cfg(feature = "notifier")]
+pub use mock_mail::MockMail;
 
 pub(crate) use logs::capture as capture_log;
 pub(crate) use mock_http::send;
 #[cfg(feature = "issuer")]
 pub(crate) use mock_kv::{delete as kv_delete, get as kv_get, set as kv_set};
+#[cfg(feature = "notifier")]
+pub(crate) use mock_mail::send as mail_send;
 
 /// A request on its way to the transport, as [`crate::http`] hands it over.
 pub(crate) struct MockedRequest<'a> {

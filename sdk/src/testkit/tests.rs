@@ -521,6 +521,7 @@ mod dns {
 #[cfg(feature = "notifier")]
 mod notify {
     use super::*;
+    use crate::mail::{self, MailMessage};
     use crate::{Event, Notifier};
 
     #[derive(serde::Deserialize)]
@@ -567,6 +568,128 @@ mod notify {
         let hook = notifier::<Hook>(r#"{"url": "https://hooks.example.test/x"}"#);
         assert_eq!(hook.config(), r#"{"url": "https://hooks.example.test/x"}"#);
         assert_eq!(hook.notify(&event), Err(PluginError::RateLimited(Some(12))));
+    }
+
+    fn message(to: &[&str], subject: &str) -> MailMessage {
+        MailMessage {
+            to: to.iter().map(|a| a.to_string()).collect(),
+            subject: subject.into(),
+            text_body: "body".into(),
+            html_body: Some("<p>body</p>".into()),
+        }
+    }
+
+    #[test]
+    fn the_outbox_keeps_what_passes_the_hosts_checks() {
+        let outbox = MockMail::install();
+        let good = message(&["ops@example.com", "oncall@example.org"], "[certctl] web expires");
+        assert_eq!(mail::send(&good), Ok(()));
+        assert_eq!(outbox.sent(), std::slice::from_ref(&good));
+
+        let refused = [
+            (
+                message(&[], "s"),
+                PluginError::invalid_config("a message needs 1 to 50 recipients"),
+            ),
+            (
+                message(&["ops@example.com"; 51], "s"),
+                PluginError::invalid_config("a message needs 1 to 50 recipients"),
+            ),
+            (
+                message(&["ops@example.com", "Ops <ops@example.com>"], "s"),
+                PluginError::invalid_config("\"Ops <ops@example.com>\" is not an e-mail address"),
+            ),
+            (
+                message(&["ops@example.com"], "one\r\nBcc: x@example.com"),
+                PluginError::permanent("the subject must be one line"),
+            ),
+        ];
+        for (message, error) in refused {
+            assert_eq!(mail::send(&message), Err(error));
+        }
+        assert_eq!(mail::send(&message(&["ops@example.com"; 50], "s")), Ok(()));
+        assert_eq!(outbox.sent().len(), 2);
+    }
+
+    #[test]
+    fn queued_failures_refuse_the_next_messages_in_order() {
+        let outbox = MockMail::install();
+        outbox.fail_next(PluginError::auth("the relay answered 535 to AUTH: bad credentials"));
+        outbox.fail_next(PluginError::transient("the relay answered 421 to DATA: busy"));
+        let good = message(&["ops@example.com"], "s");
+        // A message the host refuses does not reach the relay, so it uses no queued failure.
+        assert!(matches!(
+            mail::send(&message(&[], "s")),
+            Err(PluginError::InvalidConfig(_))
+        ));
+        assert!(matches!(mail::send(&good), Err(PluginError::Auth(_))));
+        assert!(matches!(mail::send(&good), Err(PluginError::Transient(_))));
+        assert!(outbox.sent().is_empty());
+        assert_eq!(mail::send(&good), Ok(()));
+        assert_eq!(outbox.sent(), [good]);
+
+        outbox.fail_next(PluginError::permanent("never used"));
+        let m = panic_message(|| drop(outbox));
+        assert!(
+            m.starts_with("MockMail: 1 failure(s) queued with fail_next were not used"),
+            "{m}"
+        );
+        // The panic uninstalled it.
+        let _again = MockMail::install();
+    }
+
+    #[test]
+    fn without_a_mock_mail_nothing_is_sent() {
+        let good = message(&["ops@example.com"], "s");
+        assert!(
+            matches!(mail::send(&good), Err(PluginError::Permanent(m)) if m.contains("install certctl_sdk::testkit::MockMail"))
+        );
+        let outbox = MockMail::install();
+        assert!(panic_message(|| drop(MockMail::install())).contains("already installed"));
+        let elsewhere = std::thread::spawn(move || mail::send(&message(&["ops@example.com"], "s")))
+            .join()
+            .expect("thread");
+        assert!(elsewhere.is_err(), "mocks are per thread");
+        drop(outbox);
+        assert!(mail::send(&good).is_err());
+    }
+
+    #[test]
+    fn addresses_and_messages_are_the_hosts() {
+        for good in ["ops@example.com", "first.last+tag@sub.example.co.uk"] {
+            assert!(mail::is_address(good), "{good}");
+        }
+        for bad in [
+            "ops",
+            "@example.com",
+            "ops@",
+            "a@b@example.com",
+            "ops@example.com>\r\nRCPT TO:<x@y.z",
+            "ops @example.com",
+            "ops@localhost",
+            "Ops <ops@example.com>",
+            "a,b@example.com",
+        ] {
+            assert!(!mail::is_address(bad), "{bad}");
+        }
+        assert!(!mail::is_address(&format!("{}@example.com", "a".repeat(65))));
+        // The host checks messages with the same rule and words; they must not drift. Only in
+        // the certctl repository, where the host's source is beside the SDK.
+        let host = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/src/mail.rs");
+        let Ok(source) = std::fs::read_to_string(&host) else {
+            return;
+        };
+        for words in [
+            "\"a message needs 1 to 50 recipients\"",
+            "\"{bad:?} is not an e-mail address\"",
+            "\"the subject must be one line\"",
+            "&& local.len() <= 64",
+            "&& domain.len() <= 253",
+            "&& domain.contains('.')",
+            "!matches!(c, '<' | '>' | ',' | ';' | '\"')",
+        ] {
+            assert!(source.contains(words), "{words} is not in {}", host.display());
+        }
     }
 }
 

@@ -1,0 +1,335 @@
+//! Lifecycle benchmarks (release), run by scripts/bench-lifecycle.sh:
+//!
+//! - `issue N CONCURRENCY`: local-CA issuance through the REST API of a real server (HTTPS,
+//!   embedded SQLite): N certificates declared, then N CSRs posted by CONCURRENCY clients and
+//!   each chain fetched once its job completed. Prints certificates per second.
+//! - `cfssl URL N CONCURRENCY`: the same CSRs signed by `cfssl serve` at URL, for comparison.
+//! - `scan N DATABASE_URL`: the renewal scan over N declared, issued certificates (none due, then
+//!   1% due), straight on the store.
+//! - `walk N`: listing N certificates through the paginated API (100 per page) over HTTPS.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use certctl::config::{Config, FlagValues};
+use certctl::model::Timestamp;
+use serde_json::{Value, json};
+
+const KEY: &str = "bench-admin-key-0123456789";
+
+struct Server {
+    running: certctl::server::Running,
+    client: reqwest::Client,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn server(plugins: &str) -> anyhow::Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let env: BTreeMap<String, String> = [
+        ("CERTCTL_DATA_DIR", dir.path().display().to_string()),
+        ("CERTCTL_SERVER_PORT", port.to_string()),
+        ("CERTCTL_API_KEYS_NAMED", format!("bench:{KEY}:admin")),
+        ("CERTCTL_PLUGIN_DIRS", plugins.to_string()),
+        ("CERTCTL_LOG_LEVEL", "warn".to_string()),
+        ("CERTCTL_DATABASE_MAX_CONNS", "16".to_string()),
+        ("CERTCTL_SCHEDULER_JOB_INTERVAL", "1s".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let config = Config::resolve(&FlagValues::default(), &env)?;
+    let running = certctl::server::start(config).await?;
+    let ca = std::fs::read(dir.path().join("tls/ca.crt"))?;
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca)?)
+        .pool_max_idle_per_host(64)
+        .build()?;
+    Ok(Server {
+        base: format!("https://127.0.0.1:{}", running.addr.port()),
+        running,
+        client,
+        _dir: dir,
+    })
+}
+
+impl Server {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(KEY);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(anyhow!("{path}: {status} {value}"));
+        }
+        Ok(value)
+    }
+}
+
+fn csrs(n: usize) -> anyhow::Result<Vec<(String, String)>> {
+    (0..n)
+        .map(|i| {
+            let name = format!("c{i}.bench.example");
+            let key = rcgen::KeyPair::generate()?;
+            let csr = rcgen::CertificateParams::new(vec![name.clone()])?
+                .serialize_request(&key)?
+                .pem()?;
+            Ok((name, csr))
+        })
+        .collect()
+}
+
+/// Runs `work(i)` for i in 0..n on `concurrency` tasks.
+async fn fan_out<F, Fut>(n: usize, concurrency: usize, work: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let work = Arc::new(work);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (next, work) = (next.clone(), work.clone());
+        set.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                work(i).await?;
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
+async fn issue(plugins: &str, n: usize, concurrency: usize) -> anyhow::Result<()> {
+    let s = Arc::new(server(plugins).await?);
+    let issuer = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/issuers",
+            Some(json!({"name": "bench", "plugin": "local-ca"})),
+        )
+        .await?;
+    let issuer_id = issuer["id"].as_str().context("issuer id")?.to_string();
+    let requests = Arc::new(csrs(n + 1)?);
+    let mut ids = Vec::with_capacity(n + 1);
+    for (i, (name, _)) in requests.iter().enumerate() {
+        let c = s
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/certificates",
+                Some(json!({"name": format!("c{i}"), "common_name": name, "issuer_id": issuer_id})),
+            )
+            .await?;
+        ids.push(c["id"].as_str().context("id")?.to_string());
+    }
+    let ids = Arc::new(ids);
+    // Warm-up: the first issuance creates the CA.
+    issue_one(&s, &ids[n], &requests[n].1).await?;
+    let start = Instant::now();
+    let (s2, ids2, req2) = (s.clone(), ids.clone(), requests.clone());
+    fan_out(n, concurrency, move |i| {
+        let (s, ids, req) = (s2.clone(), ids2.clone(), req2.clone());
+        async move { issue_one(&s, &ids[i], &req[i].1).await }
+    })
+    .await?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "certctl REST issuance: {n} certificates, concurrency {concurrency}: {secs:.2} s, {:.0} certificates/s",
+        n as f64 / secs
+    );
+    Ok(())
+}
+
+/// CSR in, chain out: POST the CSR (202 + job), wait for the job, download the full chain.
+async fn issue_one(s: &Server, id: &str, csr: &str) -> anyhow::Result<()> {
+    let job = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/certificates/{id}/csr"),
+            Some(json!({"csr": csr})),
+        )
+        .await?;
+    let job_id = job["id"].as_str().context("job id")?;
+    let mut wait = Duration::from_millis(2);
+    loop {
+        let j = s
+            .call(reqwest::Method::GET, &format!("/api/v1/jobs/{job_id}"), None)
+            .await?;
+        match j["state"].as_str() {
+            Some("completed") => break,
+            Some("failed" | "cancelled") => return Err(anyhow!("job {job_id}: {j}")),
+            _ => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(50));
+            }
+        }
+    }
+    let chain = s
+        .client
+        .get(format!("{}/api/v1/certificates/{id}/download?part=fullchain", s.base))
+        .bearer_auth(KEY)
+        .send()
+        .await?
+        .text()
+        .await?;
+    if !chain.contains("BEGIN CERTIFICATE") {
+        return Err(anyhow!("no chain for {id}"));
+    }
+    Ok(())
+}
+
+async fn cfssl(url: &str, n: usize, concurrency: usize) -> anyhow::Result<()> {
+    let requests = Arc::new(csrs(n)?);
+    let client = reqwest::Client::new();
+    let url = Arc::new(format!("{url}/api/v1/cfssl/sign"));
+    let start = Instant::now();
+    fan_out(n, concurrency, move |i| {
+        let (client, url, req) = (client.clone(), url.clone(), requests.clone());
+        async move {
+            let resp: Value = client
+                .post(url.as_str())
+                .json(&json!({"certificate_request": req[i].1}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            if resp["success"] != true {
+                return Err(anyhow!("cfssl: {resp}"));
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "cfssl serve signing: {n} CSRs, concurrency {concurrency}: {secs:.2} s, {:.0} certificates/s",
+        n as f64 / secs
+    );
+    Ok(())
+}
+
+async fn scan(n: usize, url: &str) -> anyhow::Result<()> {
+    use certctl::store::Store;
+    let store = Store::connect(url, 8).await?;
+    store.migrate().await?;
+    let dialect = store.dialect().as_str();
+    let now = Timestamp::now();
+    seed(url, n, now).await?;
+    for (label, at) in [
+        ("none due", now),
+        ("1% due", Timestamp(now.0 + 61 * 86_400 + (n as i64 / 100))),
+    ] {
+        let start = Instant::now();
+        let due = store.due_renewals(at, 1_000_000).await?;
+        let elapsed = start.elapsed();
+        println!(
+            "renewal scan on {dialect}: {n} certificates, {label}: {} found in {:.1} ms",
+            due.len(),
+            elapsed.as_secs_f64() * 1000.0
+        );
+    }
+    Ok(())
+}
+
+/// N issued certificates; certificate i renews at now + 61 days + i seconds.
+async fn seed(url: &str, n: usize, now: Timestamp) -> anyhow::Result<()> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await?;
+    let start = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let mut sql = String::from(
+            "INSERT INTO certificates (id, name, common_name, sans, key_type, key_generation, state, renewal, \
+             labels, not_before, not_after, renew_at, created_at, updated_at) VALUES ",
+        );
+        for (k, i) in chunk.iter().enumerate() {
+            if k > 0 {
+                sql.push(',');
+            }
+            let renew_at = now.0 + 61 * 86_400 + *i as i64;
+            sql.push_str(&format!(
+                "('{id}', 's{i}', 's{i}.bench.example', '[\"s{i}.bench.example\"]', 'ecdsa-p256', 'server', \
+                 'issued', '{{}}', '{{}}', {nb}, {na}, {renew_at}, {nb}, {nb})",
+                id = uuid::Uuid::now_v7(),
+                nb = now.0,
+                na = now.0 + 90 * 86_400,
+            ));
+        }
+        sqlx::query(&sql).execute(&pool).await?;
+    }
+    println!("seeded {n} certificates in {:.1} s", start.elapsed().as_secs_f64());
+    pool.close().await;
+    Ok(())
+}
+
+async fn walk(plugins: &str, n: usize) -> anyhow::Result<()> {
+    let s = server(plugins).await?;
+    for i in 0..n {
+        s.call(
+            reqwest::Method::POST,
+            "/api/v1/certificates",
+            Some(json!({"name": format!("w{i}"), "common_name": format!("w{i}.bench.example")})),
+        )
+        .await?;
+    }
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let mut cursor: Option<String> = None;
+        let mut seen = 0;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/certificates?limit=100&cursor={c}"),
+                None => "/api/v1/certificates?limit=100".to_string(),
+            };
+            let page = s.call(reqwest::Method::GET, &path, None).await?;
+            seen += page["items"].as_array().map_or(0, Vec::len);
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        if seen != n {
+            return Err(anyhow!("walked {seen} of {n}"));
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    println!(
+        "inventory walk: {n} certificates, 100 per page, over HTTPS: best of 5 {:.1} ms",
+        best * 1000.0
+    );
+    s.running.shutdown(Duration::from_secs(1)).await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize| -> anyhow::Result<usize> {
+        args.get(i).context("missing argument")?.parse().context("not a number")
+    };
+    let plugins = std::env::var("CERTCTL_BENCH_PLUGINS").unwrap_or_else(|_| "target/plugins".into());
+    match args.first().map(String::as_str) {
+        Some("issue") => issue(&plugins, num(1)?, num(2)?).await,
+        Some("cfssl") => cfssl(args.get(1).context("cfssl URL")?, num(2)?, num(3)?).await,
+        Some("scan") => scan(num(1)?, args.get(2).context("database URL")?).await,
+        Some("walk") => walk(&plugins, num(1)?).await,
+        _ => Err(anyhow!(
+            "usage: lifecycle-bench issue N C | cfssl URL N C | scan N DATABASE_URL | walk N"
+        )),
+    }
+}
