@@ -24,6 +24,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     done
 fi
 
+export CERTCTL_TEST_STATE
 CERTCTL_TEST_STATE=$(mktemp -d /tmp/certctl-test.XXXXXX)
 chmod 755 "$CERTCTL_TEST_STATE"
 pg_dir="$CERTCTL_TEST_STATE/pg"

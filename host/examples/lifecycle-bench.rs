@@ -81,9 +81,10 @@ fn csrs(n: usize) -> anyhow::Result<Vec<(String, String)>> {
         .map(|i| {
             let name = format!("c{i}.bench.example");
             let key = rcgen::KeyPair::generate()?;
-            let csr = rcgen::CertificateParams::new(vec![name.clone()])?
-                .serialize_request(&key)?
-                .pem()?;
+            let mut params = rcgen::CertificateParams::new(vec![name.clone()])?;
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params.distinguished_name.push(rcgen::DnType::CommonName, name.clone());
+            let csr = params.serialize_request(&key)?.pem()?;
             Ok((name, csr))
         })
         .collect()

@@ -228,6 +228,10 @@ pub struct RenewalPolicy {
     /// version (default 30, 14, 7, 1).
     #[serde(default = "default_alert_days")]
     pub alert_days: Vec<u32>,
+    /// Every issuance and renewal waits in `awaiting_approval` until someone approves it
+    /// (`POST /api/v1/jobs/{id}/approve`); for agent keys, after the CSR arrived.
+    #[serde(default)]
+    pub require_approval: bool,
 }
 
 fn default_true() -> bool {
@@ -249,6 +253,7 @@ impl Default for RenewalPolicy {
             auto_renew: true,
             max_attempts: default_max_attempts(),
             alert_days: default_alert_days(),
+            require_approval: false,
         }
     }
 }
@@ -256,6 +261,15 @@ impl Default for RenewalPolicy {
 impl RenewalPolicy {
     /// When a version valid from `not_before` to `not_after` is due for renewal: `renew_before_days`
     /// before expiry, or two thirds into its lifetime; `None` when auto-renew is off.
+    /// The state a job that can run (it has its CSR or makes its own key) starts in.
+    pub fn ready_state(&self) -> JobState {
+        if self.require_approval {
+            JobState::AwaitingApproval
+        } else {
+            JobState::Pending
+        }
+    }
+
     pub fn renew_at(&self, not_before: Timestamp, not_after: Timestamp) -> Option<Timestamp> {
         if !self.auto_renew {
             return None;

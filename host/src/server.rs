@@ -270,7 +270,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, tls.clone())?.handle(handle.clone());
+    // TCP_NODELAY: without it, small responses on a kept-alive connection wait for the
+    // client's delayed ACK (about 40 ms per request).
+    let acceptor =
+        axum_server::tls_rustls::RustlsAcceptor::new(tls.clone()).acceptor(axum_server::accept::NoDelayAcceptor::new());
+    let server = axum_server::from_tcp(listener)?
+        .acceptor(acceptor)
+        .handle(handle.clone());
     let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
 
     Ok(Running {

@@ -20,6 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/{id}", get(fetch))
         .route("/jobs/{id}/cancel", post(cancel))
         .route("/jobs/{id}/retry", post(retry))
+        .route("/jobs/{id}/approve", post(approve))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -121,5 +122,30 @@ pub async fn retry(
             field: None,
         });
     }
+    Ok(Json(job))
+}
+
+/// Approve a job that waits for approval (a certificate whose policy sets `require_approval`);
+/// 409 if it is not waiting.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/approve", tag = "jobs", security(("bearer" = [])),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn approve(
+    caller: Authorized<perm::JobsWrite>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
+    let audit = AuditEntry::new(caller.actor(), "job.approve", "job", &id);
+    let (job, changed) = state
+        .store
+        .approve_job(&id, audit)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {id}")))?;
+    if !changed {
+        return Err(ApiError::Conflict {
+            message: format!("job {id} is {}, not awaiting_approval", job.state),
+            field: None,
+        });
+    }
+    state.lifecycle.wake();
     Ok(Json(job))
 }

@@ -64,7 +64,7 @@ impl Modify for InstanceKinds {
         notifications::replace_route, notifications::remove_route, notifications::list,
         instances::create, instances::list, instances::fetch, instances::update, instances::remove, instances::test,
         plugins::list,
-        jobs::list, jobs::fetch, jobs::cancel, jobs::retry,
+        jobs::list, jobs::fetch, jobs::cancel, jobs::retry, jobs::approve,
         keys::create, keys::list, keys::remove,
         audit::list,
     ),

@@ -8,7 +8,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::{Ended, ErrorClass, Failure, Lifecycle};
-use crate::model::{Certificate, EventKind, InstanceKind, Job, JobKind, JobState, Severity, Timestamp};
+use crate::model::{Certificate, EventKind, InstanceKind, Job, JobKind, JobState, PluginInstance, Severity, Timestamp};
 use crate::plugins::v0_1;
 use crate::store::jobs::NewJob;
 
@@ -32,6 +32,9 @@ pub struct Event {
     pub threshold: Option<u32>,
     pub occurred_at: i64,
     pub detail: Vec<(String, String)>,
+    /// Not sent to this notifier (the one failing, for `plugin_failing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_notifier: Option<String>,
 }
 
 impl Event {
@@ -58,6 +61,32 @@ impl Event {
                 ("certificate_id".to_string(), cert.id.clone()),
                 ("names".to_string(), cert.sans.join(", ")),
             ],
+            exclude_notifier: None,
+        }
+    }
+
+    /// A plugin instance keeps failing: its job failed for good with `message`. `exclude` is the
+    /// failing notifier itself, which would not deliver the news.
+    pub fn plugin_failing(instance: &PluginInstance, job_id: &str, message: &str, exclude: Option<&str>) -> Event {
+        Event {
+            kind: EventKind::PluginFailing,
+            severity: Severity::Warning,
+            summary: format!(
+                "{} instance {} ({}) failed: {message}",
+                instance.kind, instance.name, instance.plugin
+            ),
+            subject: instance.name.clone(),
+            dedup_key: format!("certctl:instance:{}", instance.id),
+            occurrence: format!("plugin_failing:{job_id}"),
+            certificate_id: None,
+            threshold: None,
+            occurred_at: Timestamp::now().0,
+            detail: vec![
+                ("instance_id".to_string(), instance.id.clone()),
+                ("plugin".to_string(), instance.plugin.clone()),
+                ("job_id".to_string(), job_id.to_string()),
+            ],
+            exclude_notifier: exclude.map(str::to_string),
         }
     }
 
@@ -107,6 +136,7 @@ pub async fn emit(lc: &Lifecycle, event: Event) {
     for route in routes {
         if !(route.events.is_empty() || route.events.contains(&event.kind))
             || event.severity.rank() < route.min_severity.rank()
+            || event.exclude_notifier.as_deref() == Some(route.notifier_id.as_str())
         {
             continue;
         }
@@ -192,10 +222,20 @@ pub(super) async fn deliver(lc: &Lifecycle, job: &Job) -> Result<Ended, Failure>
     Ok(Ended::Completed)
 }
 
-/// Counts a failed delivery attempt.
-pub(super) async fn delivery_failed(lc: &Lifecycle, job: &Job, final_failure: bool) {
-    if let Ok(p) = payload_of(job) {
-        count(lc, &p, if final_failure { "dead_letter" } else { "retrying" });
+/// Counts a failed delivery attempt; a dead letter tells the other notifiers that this one is
+/// failing (but a failed `plugin_failing` delivery does not, so failures cannot cascade).
+pub(super) async fn delivery_failed(lc: &Lifecycle, job: &Job, failure: &Failure, final_failure: bool) {
+    let Ok(p) = payload_of(job) else { return };
+    count(lc, &p, if final_failure { "dead_letter" } else { "retrying" });
+    if !final_failure || p.event.kind == EventKind::PluginFailing {
+        return;
+    }
+    if let Ok(Some(notifier)) = lc.store.get_instance(InstanceKind::Notifier, &p.notifier_id).await {
+        emit(
+            lc,
+            Event::plugin_failing(&notifier, &job.id, &failure.message, Some(&notifier.id)),
+        )
+        .await;
     }
 }
 

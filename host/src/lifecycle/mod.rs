@@ -271,7 +271,7 @@ impl Lifecycle {
             )));
         }
         let state = match cert.key_generation {
-            KeyGeneration::Server => JobState::Pending,
+            KeyGeneration::Server => cert.renewal.ready_state(),
             KeyGeneration::Agent => JobState::AwaitingCsr,
         };
         let payload = IssuancePayload {
@@ -372,7 +372,11 @@ impl Lifecycle {
                 let mut merged: IssuancePayload = serde_json::from_value(open.payload.clone()).unwrap_or_default();
                 merged.csr_pem = payload.csr_pem.clone();
                 merged.step(self.clock.now(), "csr", format!("CSR received from {actor}"));
-                if !self.store.supply_csr(&open.id, &json!(merged)).await? {
+                if !self
+                    .store
+                    .supply_csr(&open.id, &json!(merged), cert.renewal.ready_state())
+                    .await?
+                {
                     return Err(Refusal::Conflict(format!(
                         "job {} stopped waiting for a CSR meanwhile; look at it with GET /api/v1/jobs/{}",
                         open.id, open.id
@@ -392,12 +396,15 @@ impl Lifecycle {
             None => {
                 let mut payload = payload;
                 payload.step(self.clock.now(), "csr", format!("CSR received from {actor}"));
-                let job = NewJob::now(
-                    Self::job_kind_for(&cert),
-                    Some(&cert.id),
-                    json!(payload),
-                    i64::from(cert.renewal.max_attempts),
-                );
+                let job = NewJob {
+                    state: cert.renewal.ready_state(),
+                    ..NewJob::now(
+                        Self::job_kind_for(&cert),
+                        Some(&cert.id),
+                        json!(payload),
+                        i64::from(cert.renewal.max_attempts),
+                    )
+                };
                 self.store.enqueue_job(&job).await?.ok_or_else(|| {
                     Refusal::Conflict("another issuance for this certificate was opened at the same moment".into())
                 })?
@@ -543,7 +550,7 @@ impl Lifecycle {
         }
         match job.kind {
             JobKind::Issuance | JobKind::Renewal => self.issuance_failed(job, &failure, final_failure).await,
-            JobKind::Notification => events::delivery_failed(self, job, final_failure).await,
+            JobKind::Notification => events::delivery_failed(self, job, &failure, final_failure).await,
             _ => {}
         }
     }
@@ -569,6 +576,15 @@ impl Lifecycle {
             && let Err(e) = self.store.mark_failed(cert_id).await
         {
             tracing::error!(error = %e, "could not mark the certificate failed");
+        }
+        if matches!(failure.class, ErrorClass::PluginTrap | ErrorClass::Timeout)
+            && let Ok(issuer) = self.issuer_of(&cert).await
+        {
+            events::emit(
+                self,
+                events::Event::plugin_failing(&issuer, &job.id, &failure.message, None),
+            )
+            .await;
         }
         let (kind_word, severity) = match job.kind {
             JobKind::Renewal => ("renewal", Severity::Critical),

@@ -32,7 +32,7 @@ pub async fn renewal_scan(lc: &Lifecycle) -> Result<usize, StoreError> {
         let round = due.len();
         for cert in due {
             let state = if cert.key_generation == "server" {
-                JobState::Pending
+                cert.renewal.ready_state()
             } else {
                 JobState::AwaitingCsr
             };
@@ -145,6 +145,7 @@ pub async fn agent_scan(lc: &Lifecycle) -> Result<usize, StoreError> {
             threshold: None,
             occurred_at: now.0,
             detail: vec![("agent_id".to_string(), id)],
+            exclude_notifier: None,
         };
         events::emit(lc, event).await;
     }

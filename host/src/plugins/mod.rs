@@ -310,7 +310,9 @@ impl Runtime {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let tmp = path.with_extension("tmp");
+        // A private temporary name: two loaders of the same component must not write into one
+        // file; the rename makes whichever finishes last win with identical bytes.
+        let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::now_v7().simple()));
         std::fs::write(&tmp, &artifact).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
         load_artifact(&self.engine, &path)

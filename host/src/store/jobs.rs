@@ -135,17 +135,19 @@ impl Store {
         row.map(|r| job_from_row(&r)).transpose()
     }
 
-    /// Gives a job that waits for a CSR its payload and makes it due. False if the job is no
-    /// longer waiting (cancelled, or another CSR came first).
-    pub async fn supply_csr(&self, id: &str, payload: &serde_json::Value) -> Result<bool, StoreError> {
+    /// Gives a job that waits for a CSR its payload and moves it on (`pending`, or
+    /// `awaiting_approval`). False if the job is no longer waiting (cancelled, or another CSR
+    /// came first).
+    pub async fn supply_csr(&self, id: &str, payload: &serde_json::Value, next: JobState) -> Result<bool, StoreError> {
         let now = Timestamp::now();
         let done = sqlx::query(
-            "UPDATE jobs SET state = 'pending', payload = $1, run_after = $2, updated_at = $2 \
+            "UPDATE jobs SET state = $4, payload = $1, run_after = $2, updated_at = $2 \
              WHERE id = $3 AND state = 'awaiting_csr'",
         )
         .bind(to_json(payload)?)
         .bind(now.0)
         .bind(id)
+        .bind(next.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -300,6 +302,18 @@ impl Store {
         .await
     }
 
+    /// Lets a job that waits for approval run. Returns the job and whether this call approved
+    /// it, or `None` if there is no such job.
+    pub async fn approve_job(&self, id: &str, audit: super::AuditEntry) -> Result<Option<(Job, bool)>, StoreError> {
+        self.transition(
+            id,
+            "UPDATE jobs SET state = 'pending', run_after = $1, updated_at = $1 WHERE id = $2 \
+             AND state = 'awaiting_approval'",
+            audit,
+        )
+        .await
+    }
+
     /// Puts a failed or cancelled job back in the queue with a fresh set of attempts. Returns
     /// the job and whether this call re-queued it, or `None` if there is no such job.
     pub async fn retry_job(&self, id: &str, audit: super::AuditEntry) -> Result<Option<(Job, bool)>, StoreError> {
@@ -325,7 +339,13 @@ impl Store {
             .bind(Timestamp::now().0)
             .bind(id)
             .execute(&mut *tx)
-            .await?;
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::InUse(
+                    "another issuance or renewal of this certificate is open; cancel it first".to_string(),
+                ),
+                _ => StoreError::Database(e),
+            })?;
         let changed = done.rows_affected() == 1;
         if changed {
             super::insert_audit(&mut tx, &audit).await?;

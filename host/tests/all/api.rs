@@ -106,6 +106,7 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Permission
         ("GET", "/api/v1/jobs/{job}", None, Some(JobsRead)),
         ("POST", "/api/v1/jobs/{job}/cancel", None, Some(JobsWrite)),
         ("POST", "/api/v1/jobs/{cancelled_job}/retry", None, Some(JobsWrite)),
+        ("POST", "/api/v1/jobs/{approval_job}/approve", None, Some(JobsWrite)),
         (
             "POST",
             "/api/v1/certificates/{cert}/csr",
@@ -220,11 +221,19 @@ async fn materialise(app: &TestApp, path: &str, body: &Option<Value>, n: usize) 
             path = path.replace(placeholder, &instance.id);
         }
     }
-    for (placeholder, cancelled) in [("{job}", false), ("{cancelled_job}", true)] {
+    for (placeholder, cancelled) in [("{job}", false), ("{cancelled_job}", true), ("{approval_job}", false)] {
         if path.contains(placeholder) {
+            let state = if placeholder == "{approval_job}" {
+                certctl::model::JobState::AwaitingApproval
+            } else {
+                certctl::model::JobState::Pending
+            };
             let job = app
                 .store
-                .enqueue_job(&NewJob::now(JobKind::Issuance, None, json!({}), 3))
+                .enqueue_job(&NewJob {
+                    state,
+                    ..NewJob::now(JobKind::Issuance, None, json!({}), 3)
+                })
                 .await
                 .expect("fixture job")
                 .expect("not a duplicate");
@@ -348,6 +357,7 @@ async fn every_documented_route_is_in_the_matrix(backend: Backend) {
             "{notifier}",
             "{job}",
             "{cancelled_job}",
+            "{approval_job}",
             "{route}",
         ]
         .iter()

@@ -96,6 +96,13 @@ pub struct TestApp {
 
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// One compiled-artifact cache for the apps of this test process, so each component is compiled
+/// once per run rather than once per test (the state dir of scripts/test.sh, removed after).
+pub fn artifact_cache() -> std::path::PathBuf {
+    let base = std::env::var("CERTCTL_TEST_STATE").map_or_else(|_| std::env::temp_dir(), std::path::PathBuf::from);
+    base.join(format!("artifacts-{}", std::process::id()))
+}
+
 /// A plugin registry over `dirs` (loaded once), with test-sized limits.
 pub fn registry(dirs: Vec<std::path::PathBuf>, grants: Grants, metrics: Arc<Metrics>, limits: Limits) -> Arc<Registry> {
     let runtime = Runtime::new(RuntimeSettings {
@@ -126,7 +133,7 @@ impl TestApp {
         let runtime = Runtime::new(RuntimeSettings {
             limits: Limits::default(),
             pooling: Pooling::Auto,
-            cache_dir: None,
+            cache_dir: Some(artifact_cache()),
             ca_bundle: None,
         })
         .expect("plugin runtime");

@@ -763,6 +763,97 @@ async fn a_failing_issuer_retries_with_backoff_then_alerts(backend: Backend) {
     assert!(event["summary"].as_str().unwrap_or("").contains("3 attempt"), "{event}");
 }
 
+async fn approval_gates_issuance(backend: Backend) {
+    let app = app(backend, "").await;
+    let ca = issuer(&app, "internal", json!({})).await;
+    let cert = declare(
+        &app,
+        json!({"name": "gated", "common_name": "gated.example.test", "key_generation": "server",
+               "issuer_id": ca, "renewal": {"require_approval": true}}),
+    )
+    .await;
+    let id = cert["id"].as_str().expect("id");
+    let job = get(&app, &format!("/api/v1/jobs?certificate_id={id}")).await["items"][0].clone();
+    assert_eq!(job["state"], "awaiting_approval", "{job}");
+    assert_eq!(run_jobs(&app).await, 0, "nothing runs before approval");
+    let path = format!("/api/v1/jobs/{}/approve", job["id"].as_str().expect("job id"));
+    let (status, _) = app.call("POST", &path, Some(key_of(Role::Viewer)), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, approved) = app.call("POST", &path, Some(key_of(Role::Operator)), None).await;
+    assert_eq!(
+        (status, approved["state"].as_str()),
+        (StatusCode::OK, Some("pending")),
+        "{approved}"
+    );
+    let (status, _) = app.call("POST", &path, Some(key_of(Role::Operator)), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "approving twice");
+    assert_eq!(run_jobs(&app).await, 1);
+    assert_eq!(
+        get(&app, &format!("/api/v1/certificates/{id}")).await["status"],
+        "active"
+    );
+    let audit = get(&app, "/api/v1/audit?action=job.approve").await;
+    assert_eq!(audit["items"][0]["actor"], "operator-key", "{audit}");
+}
+
+/// A notifier that keeps failing is dead-lettered, and the other notifiers hear about it
+/// (`plugin_failing`); the failing one is not asked to deliver news of its own failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_notifier_is_reported_to_the_others() {
+    let good = receiver().await;
+    let bad = receiver().await;
+    bad.statuses.lock().expect("lock").extend([500; 20]);
+    let grants = format!(
+        "[webhook]\noutbound_hosts = [\"http://127.0.0.1:{}\", \"http://127.0.0.1:{}\"]\nallow_private_networks = true\n",
+        good.addr.port(),
+        bad.addr.port()
+    );
+    let app = app(Backend::Sqlite, &grants).await;
+    let mut ids = Vec::new();
+    for (name, r) in [("good", &good), ("bad", &bad)] {
+        let (status, n) = app
+            .admin(
+                "POST",
+                "/api/v1/notifiers",
+                Some(json!({"name": name, "plugin": "webhook",
+                            "config": {"url": format!("http://127.0.0.1:{}/x", r.addr.port())}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{n}");
+        ids.push(n["id"].as_str().expect("id").to_string());
+        let (status, _) = app
+            .admin(
+                "POST",
+                "/api/v1/notification-routes",
+                Some(json!({"name": format!("all-{name}"), "notifier_id": n["id"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let ca = issuer(&app, "internal", json!({})).await;
+    declare(
+        &app,
+        json!({"name": "web", "common_name": "web.example.test", "key_generation": "server", "issuer_id": ca}),
+    )
+    .await;
+    for _ in 0..10 {
+        run_jobs(&app).await;
+        app.lifecycle.clock.advance(2 * 3600);
+    }
+    let kinds = |r: &Receiver| -> Vec<String> {
+        r.seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|(_, body)| serde_json::from_slice::<Value>(body).ok())
+            .filter_map(|v| v["kind"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(kinds(&good), vec!["issued", "plugin_failing"]);
+    assert!(kinds(&bad).iter().all(|k| k == "issued"), "{:?}", kinds(&bad));
+    assert_eq!(kinds(&bad).len(), 8, "every attempt of the one delivery");
+}
+
 /// An agent whose heartbeat stopped more than five minutes ago raises one `agent_offline`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_agents_raise_agent_offline_once() {
@@ -1040,6 +1131,7 @@ AAAA
 }
 
 crate::on_both_backends!(
+    approval_gates_issuance,
     an_imported_intermediate_issues_leaves_that_verify_to_the_root,
     issuance_through_the_api_verifies_with_openssl,
     bad_requests_are_refused_and_nothing_is_written,
