@@ -57,6 +57,10 @@ pub const SERVER_VARS: &[&str] = &[
     "CERTCTL_SMTP_TLS",
     "CERTCTL_SMTP_CA_BUNDLE",
     "CERTCTL_SMTP_TIMEOUT_SECONDS",
+    "CERTCTL_ACME_HTTP01_ADDRESS",
+    "CERTCTL_DNS_RESOLVERS",
+    "CERTCTL_DNS_NAMESERVER_PORT",
+    "CERTCTL_DNS_TIMEOUT_SECONDS",
 ];
 
 /// Variables of the agent and the CLI; the server ignores them without a warning.
@@ -162,6 +166,8 @@ pub struct Config {
     pub scheduler: SchedulerSettings,
     /// The SMTP relay for e-mail notifiers; `None` when `CERTCTL_SMTP_HOST` is unset.
     pub smtp: Option<crate::mail::SmtpSettings>,
+    /// The ACME challenge broker: http-01 listener, DNS resolvers.
+    pub challenges: crate::challenge::ChallengeSettings,
     /// `CERTCTL_*` variables that nothing reads (probably typos), reported at start-up.
     pub unknown_vars: Vec<String>,
 }
@@ -285,6 +291,10 @@ struct FileValues {
     smtp_tls: Option<String>,
     smtp_ca_bundle: Option<PathBuf>,
     smtp_timeout_seconds: Option<u64>,
+    acme_http01_address: Option<String>,
+    dns_resolvers: Option<String>,
+    dns_nameserver_port: Option<u16>,
+    dns_timeout_seconds: Option<u64>,
 }
 
 /// Where a raw value came from, for error messages.
@@ -777,6 +787,53 @@ impl Config {
             }
         };
 
+        let challenge_defaults = crate::challenge::ChallengeSettings::default();
+        let challenges = crate::challenge::ChallengeSettings {
+            http01_address: parse_with(
+                r.raw(None, "CERTCTL_ACME_HTTP01_ADDRESS", file.acme_http01_address),
+                "IP:PORT for the plain-HTTP ACME challenge listener, e.g. 0.0.0.0:80",
+                |s| s.parse::<std::net::SocketAddr>().ok(),
+            )?,
+            resolvers: parse_with(
+                r.raw(None, "CERTCTL_DNS_RESOLVERS", file.dns_resolvers),
+                "a comma-separated list of resolver addresses, IP or IP:PORT (e.g. 10.0.0.2,1.1.1.1:53)",
+                |s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                        .map(|x| {
+                            x.parse::<std::net::SocketAddr>()
+                                .ok()
+                                .or_else(|| x.parse::<IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                        })
+                        .collect::<Option<Vec<_>>>()
+                        .filter(|v| !v.is_empty())
+                },
+            )?
+            .unwrap_or_default(),
+            nameserver_port: parse_with(
+                r.raw(
+                    None,
+                    "CERTCTL_DNS_NAMESERVER_PORT",
+                    file.dns_nameserver_port.map(|p| p.to_string()),
+                ),
+                "the port authoritative name servers answer on, 1-65535 (53)",
+                |s| s.parse::<u16>().ok().filter(|p| *p != 0),
+            )?
+            .unwrap_or(challenge_defaults.nameserver_port),
+            timeout: parse_with(
+                r.raw(
+                    None,
+                    "CERTCTL_DNS_TIMEOUT_SECONDS",
+                    file.dns_timeout_seconds.map(|n| n.to_string()),
+                ),
+                "a number of seconds from 1 to 60",
+                |s| s.parse::<u64>().ok().filter(|n| (1..=60).contains(n)),
+            )?
+            .map_or(challenge_defaults.timeout, std::time::Duration::from_secs),
+            ttl: challenge_defaults.ttl,
+        };
+
         let unknown_vars = env
             .keys()
             .filter(|k| k.starts_with("CERTCTL_"))
@@ -808,6 +865,7 @@ impl Config {
             plugin_call_timeout_secs,
             scheduler,
             smtp,
+            challenges,
             unknown_vars,
         })
     }

@@ -3,8 +3,10 @@
 
 pub mod api;
 pub mod auth;
+pub mod challenge;
 pub mod cli;
 pub mod config;
+pub mod dns;
 pub mod keystore;
 pub mod lifecycle;
 pub mod mail;

@@ -134,12 +134,18 @@ pub async fn start_plugins(config: &Config, store: &Store, metrics: Arc<Metrics>
         )),
         None => None,
     };
+    let broker = Arc::new(crate::challenge::ChallengeBroker::new(
+        store.clone(),
+        config.challenges.clone(),
+    ));
     let services = Services {
         store: store.clone(),
         keystore,
         mailer,
+        challenges: Some(broker.clone()),
     };
     let registry = Arc::new(Registry::new(runtime, dirs, grants, metrics).with_services(services));
+    broker.attach(&registry);
     let loader = registry.clone();
     let (loaded, refused) = tokio::task::spawn_blocking(move || loader.reload())
         .await
@@ -244,12 +250,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         keystore,
         metrics.clone(),
     ));
-    let scheduler = if config.scheduler.enabled {
+    let mut scheduler = if config.scheduler.enabled {
         crate::lifecycle::scheduler::spawn(lifecycle.clone(), &config.scheduler)
     } else {
         tracing::warn!("CERTCTL_SCHEDULER_ENABLED=false: no renewals, alerts or jobs run on this server");
         Vec::new()
     };
+    if let Some(broker) = plugins.services().and_then(|s| s.challenges.clone())
+        && let Some(address) = broker.http01_address()
+    {
+        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| {
+            format!("cannot listen on {address} for ACME http-01: choose another CERTCTL_ACME_HTTP01_ADDRESS")
+        })?;
+        tracing::info!(%address, "ACME http-01 challenge listener ready");
+        let app = broker.responder();
+        scheduler.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the http-01 challenge listener stopped");
+            }
+        }));
+    }
     let state = AppState {
         store: store.clone(),
         metrics,

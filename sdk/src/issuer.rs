@@ -301,28 +301,31 @@ pub mod keystore {
 }
 
 /// ACME challenges solved by the host, with its own DNS-solver instances and HTTP responder, so
-/// an issuer never needs DNS credentials.
+/// an issuer never needs DNS credentials. Handles stay valid across calls: keep them in the
+/// state of a [`Progress::Pending`] and check [`ready`](challenge::ready) when resumed.
 pub mod challenge {
     use crate::PluginError;
 
-    /// What [`present_dns`] or [`present_http`] set up.
+    /// What [`present_dns`] or [`present_http`] set up; persisted by the host.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct ChallengeHandle(pub u64);
 
-    /// Publishes `_acme-challenge.<identifier>` TXT `value` through the configured DNS solver.
-    pub fn present_dns(identifier: &str, value: &str) -> Result<ChallengeHandle, PluginError> {
+    /// dns-01: the host publishes TXT `base64url(SHA-256(key_authorization))` at
+    /// `_acme-challenge.<identifier>` through the DNS solver named by the instance's `dns_solver`
+    /// configuration key.
+    pub fn present_dns(identifier: &str, key_authorization: &str) -> Result<ChallengeHandle, PluginError> {
         #[cfg(target_arch = "wasm32")]
-        return crate::bindings::issuer::certctl::plugin::host_challenge::present_dns(identifier, value)
+        return crate::bindings::issuer::certctl::plugin::host_challenge::present_dns(identifier, key_authorization)
             .map(ChallengeHandle)
             .map_err(Into::into);
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let _ = (identifier, value);
+            let _ = (identifier, key_authorization);
             Err(PluginError::permanent(super::OUTSIDE_HOST))
         }
     }
 
-    /// Serves `key_authorization` at `/.well-known/acme-challenge/<token>`.
+    /// http-01: the host serves `key_authorization` at `/.well-known/acme-challenge/<token>`.
     pub fn present_http(token: &str, key_authorization: &str) -> Result<ChallengeHandle, PluginError> {
         #[cfg(target_arch = "wasm32")]
         return crate::bindings::issuer::certctl::plugin::host_challenge::present_http(token, key_authorization)
@@ -335,11 +338,12 @@ pub mod challenge {
         }
     }
 
-    /// Waits until the authoritative servers answer with the value (DNS) or the responder
-    /// serves it (HTTP).
-    pub fn wait_ready(handle: ChallengeHandle) -> Result<(), PluginError> {
+    /// One readiness check (a few seconds at most): `true` when the authoritative servers
+    /// answer with the value (DNS) or the responder serves it (HTTP); `false`: not yet — return
+    /// [`Progress::Pending`](crate::Progress::Pending) and check again when resumed.
+    pub fn ready(handle: ChallengeHandle) -> Result<bool, PluginError> {
         #[cfg(target_arch = "wasm32")]
-        return crate::bindings::issuer::certctl::plugin::host_challenge::wait_ready(handle.0).map_err(Into::into);
+        return crate::bindings::issuer::certctl::plugin::host_challenge::ready(handle.0).map_err(Into::into);
         #[cfg(not(target_arch = "wasm32"))]
         {
             let _ = handle;

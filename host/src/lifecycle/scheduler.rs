@@ -152,9 +152,18 @@ pub async fn agent_scan(lc: &Lifecycle) -> Result<usize, StoreError> {
     Ok(count)
 }
 
-/// Deletes finished jobs (and so delivered notifications) older than the retention.
+/// Deletes finished jobs (and so delivered notifications) older than the retention, and
+/// removes ACME challenges an order left presented for more than a day (a crash, an abandoned
+/// order). Returns the jobs deleted.
 pub async fn cleanup(lc: &Lifecycle, retention_days: u32) -> Result<u64, StoreError> {
-    let before = Timestamp(lc.clock.now().0 - i64::from(retention_days) * 86_400);
+    let now = lc.clock.now();
+    if let Some(broker) = lc.plugins.services().and_then(|s| s.challenges.clone()) {
+        let cleaned = broker.clean_stale(now, Duration::from_secs(86_400)).await;
+        if cleaned > 0 {
+            tracing::info!(cleaned, "stale ACME challenges cleaned up");
+        }
+    }
+    let before = Timestamp(now.0 - i64::from(retention_days) * 86_400);
     lc.store.delete_finished_jobs(before).await
 }
 

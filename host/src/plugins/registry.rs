@@ -145,6 +145,7 @@ pub struct Services {
     pub store: crate::store::Store,
     pub keystore: Arc<crate::keystore::Keystore>,
     pub mailer: Option<Arc<crate::mail::Mailer>>,
+    pub challenges: Option<Arc<crate::challenge::ChallengeBroker>>,
 }
 
 fn wasm_files(dir: &Path) -> Vec<PathBuf> {
@@ -195,6 +196,7 @@ impl Registry {
             store: services.store.clone(),
             keystore: services.keystore.clone(),
             mailer: services.mailer.clone(),
+            challenges: services.challenges.clone(),
         })
     }
 

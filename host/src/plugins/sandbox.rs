@@ -178,6 +178,8 @@ pub struct InstanceContext {
     pub keystore: Arc<crate::keystore::Keystore>,
     /// The SMTP relay for notifiers' `host-mail`, when the server has one.
     pub mailer: Option<Arc<crate::mail::Mailer>>,
+    /// The challenge broker for issuers' `host-challenge`.
+    pub challenges: Option<Arc<crate::challenge::ChallengeBroker>>,
 }
 
 impl InstanceContext {

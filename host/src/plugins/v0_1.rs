@@ -2,6 +2,8 @@
 //! version gets its own module beside this one, and the runtime dispatches on the version a
 //! component declares, so plugins built against 0.1.0 keep working.
 
+use std::sync::Arc;
+
 use super::sandbox::StoreState;
 
 mod generated {
@@ -163,29 +165,67 @@ impl host_keystore::Host for StoreState {
     }
 }
 
-// The challenge broker arrives with the ACME issuer; until then the calls say so as typed
-// errors instead of trapping.
-const NOT_YET: &str = "this certctl server does not solve ACME challenges yet";
+/// The broker and the issuer instance of the call, or a typed error: challenges are for issuer
+/// calls the lifecycle makes on behalf of an instance.
+fn broker(state: &StoreState) -> Result<(Arc<crate::challenge::ChallengeBroker>, String), PluginError> {
+    match state.instance.as_ref() {
+        Some(ctx) => match &ctx.challenges {
+            Some(b) => Ok((b.clone(), ctx.id.clone())),
+            None => Err(PluginError::Permanent("this server has no challenge broker".into())),
+        },
+        None => Err(PluginError::Permanent("challenges need an issuer instance".into())),
+    }
+}
 
 impl host_challenge::Host for StoreState {
-    async fn present_dns(&mut self, _identifier: String, _value: String) -> wasmtime::Result<Result<u64, PluginError>> {
-        Ok(Err(PluginError::Permanent(NOT_YET.into())))
+    async fn present_dns(
+        &mut self,
+        identifier: String,
+        key_authorization: String,
+    ) -> wasmtime::Result<Result<u64, PluginError>> {
+        let (b, id) = match broker(self) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = b.present_dns(&id, &identifier, &key_authorization).await;
+        self.log.push(
+            "host",
+            &match &result {
+                Ok(h) => format!("dns-01 for {identifier} presented (challenge {h})"),
+                Err(e) => format!("dns-01 for {identifier} not presented: {e}"),
+            },
+        );
+        Ok(result.map_err(Into::into))
     }
 
     async fn present_http(
         &mut self,
-        _token: String,
-        _key_authorization: String,
+        token: String,
+        key_authorization: String,
     ) -> wasmtime::Result<Result<u64, PluginError>> {
-        Ok(Err(PluginError::Permanent(NOT_YET.into())))
+        let (b, id) = match broker(self) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(b.present_http(&id, &token, &key_authorization)
+            .await
+            .map_err(Into::into))
     }
 
-    async fn wait_ready(&mut self, _handle: u64) -> wasmtime::Result<Result<(), PluginError>> {
-        Ok(Err(PluginError::Permanent(NOT_YET.into())))
+    async fn ready(&mut self, handle: u64) -> wasmtime::Result<Result<bool, PluginError>> {
+        let (b, id) = match broker(self) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(b.ready(&id, handle).await.map_err(Into::into))
     }
 
-    async fn cleanup(&mut self, _handle: u64) -> wasmtime::Result<Result<(), PluginError>> {
-        Ok(Err(PluginError::Permanent(NOT_YET.into())))
+    async fn cleanup(&mut self, handle: u64) -> wasmtime::Result<Result<(), PluginError>> {
+        let (b, id) = match broker(self) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(b.cleanup(&id, handle).await.map_err(Into::into))
     }
 }
 

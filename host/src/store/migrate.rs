@@ -34,6 +34,11 @@ const SQLITE: &[Migration] = &[
         name: "lifecycle",
         sql: include_str!("../../../migrations/sqlite/0003_lifecycle.sql"),
     },
+    Migration {
+        version: 4,
+        name: "challenges",
+        sql: include_str!("../../../migrations/sqlite/0004_challenges.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -51,6 +56,11 @@ const POSTGRES: &[Migration] = &[
         version: 3,
         name: "lifecycle",
         sql: include_str!("../../../migrations/postgres/0003_lifecycle.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "challenges",
+        sql: include_str!("../../../migrations/postgres/0004_challenges.sql"),
     },
 ];
 

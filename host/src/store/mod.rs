@@ -6,6 +6,7 @@
 //! [`Dialect`] at the call site. Every mutation that comes from the API takes its audit record
 //! and writes both in one transaction, so the trail never misses a change that happened.
 
+pub mod challenges;
 pub mod jobs;
 pub mod keys;
 pub mod kv;
@@ -591,6 +592,21 @@ impl Store {
         ))
         .bind(kind.as_str())
         .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| instance_from_row(&r)).transpose()
+    }
+
+    pub async fn get_instance_by_name(
+        &self,
+        kind: InstanceKind,
+        name: &str,
+    ) -> Result<Option<PluginInstance>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM plugin_instances WHERE kind = $1 AND name = $2"
+        ))
+        .bind(kind.as_str())
+        .bind(name)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| instance_from_row(&r)).transpose()

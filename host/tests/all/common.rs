@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use certctl::api::{self, AppState, AuthSettings};
 use certctl::auth::{ApiKeyHash, Role};
+use certctl::challenge::{ChallengeBroker, ChallengeSettings};
 use certctl::config::{AuthType, EncryptionKey, NamedKey};
 use certctl::keystore::Keystore;
 use certctl::lifecycle::Lifecycle;
@@ -126,6 +127,16 @@ impl TestApp {
     /// An app with the plugins of `dirs` loaded, and host services (keystore, kv) for their
     /// instances. The scheduler does not run: tests drive the lifecycle's scans and job runner.
     pub async fn with_plugins(backend: Backend, dirs: Vec<std::path::PathBuf>, grants: Grants) -> TestApp {
+        TestApp::with_challenges(backend, dirs, grants, ChallengeSettings::default()).await
+    }
+
+    /// As `with_plugins`, with a challenge broker configured by `challenges`.
+    pub async fn with_challenges(
+        backend: Backend,
+        dirs: Vec<std::path::PathBuf>,
+        grants: Grants,
+        challenges: ChallengeSettings,
+    ) -> TestApp {
         let db = TestDb::new(backend).await;
         let store = db.store().await;
         let metrics = Arc::new(Metrics::new().expect("metrics"));
@@ -137,13 +148,16 @@ impl TestApp {
             ca_bundle: None,
         })
         .expect("plugin runtime");
+        let broker = Arc::new(ChallengeBroker::new(store.clone(), challenges));
         let plugins = Arc::new(
             Registry::new(runtime, dirs, grants, metrics.clone()).with_services(Services {
                 store: store.clone(),
                 keystore: keystore.clone(),
                 mailer: None,
+                challenges: Some(broker.clone()),
             }),
         );
+        broker.attach(&plugins);
         plugins.reload();
         let lifecycle = Arc::new(Lifecycle::new(
             store.clone(),

@@ -43,6 +43,7 @@ async fn local_ca(backend: Backend) -> Ca {
         store: store.clone(),
         keystore,
         mailer: None,
+        challenges: None,
     });
     reg.reload();
     assert!(reg.get("local-ca").is_some(), "local-ca not loaded: {:?}", reg.list().1);

@@ -109,6 +109,7 @@ async fn registry_with(dirs: Vec<PathBuf>, grants: &str, mailer: Option<Arc<Mail
         store,
         keystore,
         mailer,
+        challenges: None,
     });
     let (_, refused) = reg.reload();
     assert_eq!(refused, 0, "{:?}", reg.list().1);

@@ -754,6 +754,7 @@ async fn issuer_host_services_are_scoped_to_the_instance(backend: crate::common:
         store: store.clone(),
         keystore: keystore.clone(),
         mailer: None,
+        challenges: None,
     });
     reg.reload();
     let instance = |name: &'static str| {

@@ -1,0 +1,275 @@
+//! The challenge broker (`host-challenge`): http-01 served by the host's listener, and dns-01
+//! through the powerdns plugin into a real PowerDNS, with the propagation check asking the
+//! authoritative server itself.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use certctl::challenge::{ChallengeBroker, ChallengeSettings, dns01_value};
+use certctl::dns;
+use certctl::model::{InstanceKind, Timestamp};
+use certctl::plugins::PluginFailure;
+use certctl::plugins::grants::Grants;
+use certctl::store::AuditEntry;
+use serde_json::json;
+
+use crate::common::{Backend, TestApp};
+use crate::sandbox::shipped_dir;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn broker(app: &TestApp) -> Arc<ChallengeBroker> {
+    app.lifecycle
+        .plugins
+        .services()
+        .and_then(|s| s.challenges.clone())
+        .expect("the test app has a broker")
+}
+
+async fn issuer(app: &TestApp, name: &str, config: serde_json::Value) -> String {
+    app.store
+        .create_instance(
+            InstanceKind::Issuer,
+            name,
+            "acme",
+            &config,
+            AuditEntry::new("tester", "fixture", "issuer", ""),
+        )
+        .await
+        .expect("issuer")
+        .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_tokens_are_served_by_the_listener_until_cleaned_up() {
+    let address: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let settings = ChallengeSettings {
+        http01_address: Some(address),
+        ..ChallengeSettings::default()
+    };
+    let app = TestApp::with_challenges(Backend::Sqlite, Vec::new(), Grants::default(), settings).await;
+    let b = broker(&app);
+    let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
+    let responder = b.clone().responder();
+    tokio::spawn(async move { axum::serve(listener, responder).await });
+    let a = issuer(&app, "a", json!({})).await;
+    let other = issuer(&app, "b", json!({})).await;
+
+    let handle = b
+        .present_http(&a, "tok_EN-1", "tok_EN-1.thumbprint")
+        .await
+        .expect("present");
+    let url = format!("http://{address}/.well-known/acme-challenge/tok_EN-1");
+    let resp = reqwest::get(&url).await.expect("GET");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.expect("body"), "tok_EN-1.thumbprint");
+    assert_eq!(b.ready(&a, handle).await, Ok(true));
+    assert!(
+        matches!(b.ready(&other, handle).await, Err(PluginFailure::NotFound(_))),
+        "another instance's handle"
+    );
+    assert!(matches!(
+        b.present_http(&a, "../etc/passwd", "x").await,
+        Err(PluginFailure::Permanent(_))
+    ));
+    b.cleanup(&a, handle).await.expect("cleanup");
+    b.cleanup(&a, handle).await.expect("cleanup twice");
+    assert_eq!(reqwest::get(&url).await.expect("GET").status(), StatusCode::NOT_FOUND);
+
+    // Without a listener configured, http-01 is refused with the setting to change.
+    let plain = TestApp::with_challenges(
+        Backend::Sqlite,
+        Vec::new(),
+        Grants::default(),
+        ChallengeSettings::default(),
+    )
+    .await;
+    let id = issuer(&plain, "c", json!({})).await;
+    let Err(PluginFailure::InvalidConfig(message)) = broker(&plain).present_http(&id, "t", "t.k").await else {
+        panic!("refused")
+    };
+    assert!(message.contains("CERTCTL_ACME_HTTP01_ADDRESS"), "{message}");
+}
+
+/// A throwaway PowerDNS authoritative server (SQLite backend) for `example.test`, with the API
+/// on; stopped on drop.
+struct Pdns {
+    child: Child,
+    dns_port: u16,
+    web_port: u16,
+    key_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Pdns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn pdns() -> Pdns {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let (dns_port, web_port) = (free_port(), free_port());
+    let schema = "/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql";
+    run(Command::new("/usr/bin/python3").args([
+        "-c",
+        "import sqlite3, sys; sqlite3.connect(sys.argv[1]).executescript(open(sys.argv[2]).read())",
+        &d.join("pdns.db").display().to_string(),
+        schema,
+    ]));
+    std::fs::write(
+        d.join("pdns.conf"),
+        format!(
+            "launch=gsqlite3\ngsqlite3-database={db}\nlocal-address=127.0.0.1\nlocal-port={dns_port}\n\
+             api=yes\napi-key=pdns-test-key\nwebserver=yes\nwebserver-address=127.0.0.1\n\
+             webserver-port={web_port}\nwebserver-allow-from=127.0.0.0/8\ndaemon=no\nguardian=no\n\
+             security-poll-suffix=\nsocket-dir={dir}\ndisable-syslog=yes\n",
+            db = d.join("pdns.db").display(),
+            dir = d.display(),
+        ),
+    )
+    .expect("conf");
+    let config_dir = format!("--config-dir={}", d.display());
+    run(Command::new("pdnsutil").args([&config_dir, "create-zone", "example.test", "ns1.example.test"]));
+    run(Command::new("pdnsutil").args([&config_dir, "add-record", "example.test", "ns1", "A", "127.0.0.1"]));
+    let key_file = d.join("api-key");
+    std::fs::write(&key_file, "pdns-test-key\n").expect("key");
+    let server = Pdns {
+        child: Command::new("pdns_server")
+            .arg(&config_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pdns_server (Debian pdns-server, installed by scripts/test.sh)"),
+        dns_port,
+        web_port,
+        key_file,
+        _dir: dir,
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        let up = client
+            .get(format!("http://127.0.0.1:{web_port}/api/v1/servers"))
+            .header("X-API-Key", "pdns-test-key")
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if up {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("PowerDNS did not start");
+}
+
+async fn txt_values(server: u16, fqdn: &str) -> Vec<String> {
+    let addr = format!("127.0.0.1:{server}").parse().expect("addr");
+    dns::query(addr, fqdn, dns::TXT, false, Duration::from_secs(3))
+        .await
+        .expect("TXT query")
+        .answers
+        .into_iter()
+        .filter_map(|r| match r.data {
+            dns::Data::Txt(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_records_go_through_the_solver_and_are_checked_at_the_authoritative_server() {
+    let pdns = pdns().await;
+    let dns_addr: std::net::SocketAddr = format!("127.0.0.1:{}", pdns.dns_port).parse().expect("addr");
+    let settings = ChallengeSettings {
+        resolvers: vec![dns_addr],
+        nameserver_port: pdns.dns_port,
+        timeout: Duration::from_secs(3),
+        ..ChallengeSettings::default()
+    };
+    let grants = format!(
+        "[powerdns]\noutbound_hosts = [\"http://127.0.0.1:{}\"]\nallow_private_networks = true\n",
+        pdns.web_port
+    );
+    let app = TestApp::with_challenges(
+        Backend::Sqlite,
+        vec![shipped_dir()],
+        Grants::parse(&grants).expect("grants"),
+        settings,
+    )
+    .await;
+    let (status, solver) = app
+        .admin(
+            "POST",
+            "/api/v1/dns-solvers",
+            Some(json!({"name": "pdns", "plugin": "powerdns",
+                        "config": {"api_url": format!("http://127.0.0.1:{}", pdns.web_port),
+                                   "api_key": format!("file:{}", pdns.key_file.display())}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{solver}");
+    let acme = issuer(&app, "acme", json!({"dns_solver": "pdns"})).await;
+    let b = broker(&app);
+
+    // Apex and wildcard of one name share the TXT name: both values must coexist.
+    let h1 = b
+        .present_dns(&acme, "www.example.test", "one.thumb")
+        .await
+        .expect("present");
+    let h2 = b
+        .present_dns(&acme, "*.www.example.test", "two.thumb")
+        .await
+        .expect("present");
+    let fqdn = "_acme-challenge.www.example.test";
+    let mut values = txt_values(pdns.dns_port, fqdn).await;
+    values.sort();
+    let mut expected = vec![dns01_value("one.thumb"), dns01_value("two.thumb")];
+    expected.sort();
+    assert_eq!(values, expected);
+    assert_eq!(b.ready(&acme, h1).await, Ok(true));
+    assert_eq!(b.ready(&acme, h2).await, Ok(true));
+
+    // Cleanup removes exactly its own value; twice is fine.
+    b.cleanup(&acme, h1).await.expect("cleanup");
+    b.cleanup(&acme, h1).await.expect("cleanup twice");
+    assert_eq!(txt_values(pdns.dns_port, fqdn).await, vec![dns01_value("two.thumb")]);
+    assert!(matches!(b.ready(&acme, h1).await, Err(PluginFailure::Permanent(_))));
+
+    // A challenge an order left behind is cleaned by the scheduler's sweep a day later.
+    assert_eq!(b.clean_stale(Timestamp::now(), Duration::from_secs(86_400)).await, 0);
+    assert_eq!(
+        b.clean_stale(Timestamp(Timestamp::now().0 + 2 * 86_400), Duration::from_secs(86_400))
+            .await,
+        1
+    );
+    assert!(txt_values(pdns.dns_port, fqdn).await.is_empty());
+
+    // A zone nobody serves, and an issuer without a solver, are clear errors.
+    assert!(matches!(
+        b.present_dns(&acme, "www.elsewhere.invalid", "x").await,
+        Err(PluginFailure::NotFound(_) | PluginFailure::Transient(_))
+    ));
+    let bare = issuer(&app, "bare", json!({})).await;
+    let Err(PluginFailure::InvalidConfig(message)) = b.present_dns(&bare, "www.example.test", "x").await else {
+        panic!("refused")
+    };
+    assert!(message.contains("config.dns_solver"), "{message}");
+}
