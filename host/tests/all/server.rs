@@ -346,6 +346,66 @@ async fn server_and_cli_binaries_end_to_end() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("field status"));
 
+    // The lifecycle commands reach their endpoints and report refusals clearly.
+    let out = cli(
+        &[
+            "--json",
+            "certs",
+            "declare",
+            "cli-made",
+            "--cn",
+            "made.example.test",
+            "--san",
+            "www.made.example.test",
+            "--label",
+            "team=edge",
+            "--no-auto-renew",
+        ],
+        Some(&key),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made: Value = serde_json::from_slice(&out.stdout).expect("json output");
+    assert_eq!(
+        made["sans"],
+        serde_json::json!(["made.example.test", "www.made.example.test"])
+    );
+    assert_eq!(made["renewal"]["auto_renew"], false);
+    let id = made["id"].as_str().expect("id");
+    let out = cli(
+        &[
+            "certs",
+            "declare",
+            "bad",
+            "--cn",
+            "x.example.test",
+            "--label",
+            "novalue",
+        ],
+        Some(&key),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("key=value"));
+    let out = cli(&["certs", "renew", id], Some(&key));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("issuer_id"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["certs", "versions", id], Some(&key));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("VERSION"));
+    let out = cli(&["certs", "download", id, "--part", "fullchain"], Some(&key));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not been issued"));
+    let out = cli(&["certs", "download", id, "--part", "everything"], Some(&key));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected cert, chain, fullchain or key"));
+    let out = cli(&["certs", "revoke", id, "--reason", "key_compromise"], Some(&key));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no version to revoke"));
+    let out = cli(&["jobs", "list"], Some(&key));
+    assert!(out.status.success());
+
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
