@@ -100,11 +100,11 @@ async fn http01_tokens_are_served_by_the_listener_until_cleaned_up() {
 
 /// A throwaway PowerDNS authoritative server (SQLite backend) for `example.test`, with the API
 /// on; stopped on drop.
-struct Pdns {
+pub struct Pdns {
     child: Child,
-    dns_port: u16,
-    web_port: u16,
-    key_file: std::path::PathBuf,
+    pub dns_port: u16,
+    pub web_port: u16,
+    pub key_file: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -125,7 +125,8 @@ fn run(cmd: &mut Command) {
     );
 }
 
-async fn pdns() -> Pdns {
+/// Starts PowerDNS with zone `example.test` (ns1 and `hosts` all at 127.0.0.1).
+pub async fn pdns(hosts: &[&str]) -> Pdns {
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     let (dns_port, web_port) = (free_port(), free_port());
@@ -150,7 +151,9 @@ async fn pdns() -> Pdns {
     .expect("conf");
     let config_dir = format!("--config-dir={}", d.display());
     run(Command::new("pdnsutil").args([&config_dir, "create-zone", "example.test", "ns1.example.test"]));
-    run(Command::new("pdnsutil").args([&config_dir, "add-record", "example.test", "ns1", "A", "127.0.0.1"]));
+    for host in std::iter::once("ns1").chain(hosts.iter().copied()) {
+        run(Command::new("pdnsutil").args([&config_dir, "add-record", "example.test", host, "A", "127.0.0.1"]));
+    }
     let key_file = d.join("api-key");
     std::fs::write(&key_file, "pdns-test-key\n").expect("key");
     let server = Pdns {
@@ -181,7 +184,7 @@ async fn pdns() -> Pdns {
     panic!("PowerDNS did not start");
 }
 
-async fn txt_values(server: u16, fqdn: &str) -> Vec<String> {
+pub async fn txt_values(server: u16, fqdn: &str) -> Vec<String> {
     let addr = format!("127.0.0.1:{server}").parse().expect("addr");
     dns::query(addr, fqdn, dns::TXT, false, Duration::from_secs(3))
         .await
@@ -197,7 +200,7 @@ async fn txt_values(server: u16, fqdn: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns01_records_go_through_the_solver_and_are_checked_at_the_authoritative_server() {
-    let pdns = pdns().await;
+    let pdns = pdns(&[]).await;
     let dns_addr: std::net::SocketAddr = format!("127.0.0.1:{}", pdns.dns_port).parse().expect("addr");
     let settings = ChallengeSettings {
         resolvers: vec![dns_addr],

@@ -137,6 +137,18 @@ impl TestApp {
         grants: Grants,
         challenges: ChallengeSettings,
     ) -> TestApp {
+        TestApp::with_options(backend, dirs, grants, challenges, None).await
+    }
+
+    /// Everything configurable: plugins, grants, the challenge broker, and an extra CA bundle
+    /// plugins trust for outbound HTTPS (a test ACME server's certificate).
+    pub async fn with_options(
+        backend: Backend,
+        dirs: Vec<std::path::PathBuf>,
+        grants: Grants,
+        challenges: ChallengeSettings,
+        plugin_ca_bundle: Option<std::path::PathBuf>,
+    ) -> TestApp {
         let db = TestDb::new(backend).await;
         let store = db.store().await;
         let metrics = Arc::new(Metrics::new().expect("metrics"));
@@ -145,7 +157,7 @@ impl TestApp {
             limits: Limits::default(),
             pooling: Pooling::Auto,
             cache_dir: Some(artifact_cache()),
-            ca_bundle: None,
+            ca_bundle: plugin_ca_bundle,
         })
         .expect("plugin runtime");
         let broker = Arc::new(ChallengeBroker::new(store.clone(), challenges));

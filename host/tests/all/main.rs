@@ -2,7 +2,7 @@
 //! PostgreSQL tests need CERTCTL_TEST_POSTGRES_URL, which scripts/test.sh sets.
 
 mod api;
-mod challenges;
+pub mod challenges;
 mod common;
 mod keystore;
 mod lifecycle;
