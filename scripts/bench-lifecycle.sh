@@ -8,7 +8,7 @@
 # Usage: scripts/bench-lifecycle.sh [issuances] [concurrency]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-n=${1:-1000}
+n=${1:-2000}
 c=${2:-8}
 target=${CARGO_TARGET_DIR:-target}
 case "$target" in /*) ;; *) target="$PWD/$target" ;; esac

@@ -142,17 +142,79 @@ async fn issue(plugins: &str, n: usize, concurrency: usize) -> anyhow::Result<()
     let ids = Arc::new(ids);
     // Warm-up: the first issuance creates the CA.
     issue_one(&s, &ids[n], &requests[n].1).await?;
+
+    // Closed loop: each client posts a CSR, follows its job, downloads the chain, repeats.
+    let half = n / 2;
     let start = Instant::now();
     let (s2, ids2, req2) = (s.clone(), ids.clone(), requests.clone());
-    fan_out(n, concurrency, move |i| {
+    fan_out(half, concurrency, move |i| {
         let (s, ids, req) = (s2.clone(), ids2.clone(), req2.clone());
         async move { issue_one(&s, &ids[i], &req[i].1).await }
     })
     .await?;
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "certctl REST issuance: {n} certificates, concurrency {concurrency}: {secs:.2} s, {:.0} certificates/s",
-        n as f64 / secs
+        "certctl REST issuance, closed loop (post, follow the job, download): {half} certificates, \
+         concurrency {concurrency}: {secs:.2} s, {:.0} certificates/s",
+        half as f64 / secs
+    );
+
+    // Open loop: all CSRs in, then all chains out; measures the server, not the clients' polls.
+    let rest = n - half;
+    let start = Instant::now();
+    let (s2, ids2, req2) = (s.clone(), ids.clone(), requests.clone());
+    fan_out(rest, concurrency, move |i| {
+        let (s, ids, req) = (s2.clone(), ids2.clone(), req2.clone());
+        async move {
+            s.call(
+                reqwest::Method::POST,
+                &format!("/api/v1/certificates/{}/csr", ids[half + i]),
+                Some(json!({"csr": req[half + i].1})),
+            )
+            .await
+            .map(|_| ())
+        }
+    })
+    .await?;
+    let accepted = start.elapsed().as_secs_f64();
+    loop {
+        let pending = s
+            .call(reqwest::Method::GET, "/api/v1/jobs?status=pending&limit=1", None)
+            .await?;
+        let running = s
+            .call(reqwest::Method::GET, "/api/v1/jobs?status=running&limit=1", None)
+            .await?;
+        let empty = |v: &Value| v["items"].as_array().is_none_or(Vec::is_empty);
+        if empty(&pending) && empty(&running) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (s2, ids2) = (s.clone(), ids.clone());
+    fan_out(rest, concurrency, move |i| {
+        let (s, ids) = (s2.clone(), ids2.clone());
+        async move {
+            let chain = s
+                .client
+                .get(format!("{}/api/v1/certificates/{}/download?part=fullchain", s.base, ids[half + i]))
+                .bearer_auth(KEY)
+                .send()
+                .await?
+                .text()
+                .await?;
+            if chain.contains("BEGIN CERTIFICATE") {
+                Ok(())
+            } else {
+                Err(anyhow!("no chain for {}", ids[half + i]))
+            }
+        }
+    })
+    .await?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "certctl REST issuance, open loop (all CSRs in: {accepted:.2} s, then every chain out): {rest} \
+         certificates, concurrency {concurrency}: {secs:.2} s, {:.0} certificates/s",
+        rest as f64 / secs
     );
     Ok(())
 }
