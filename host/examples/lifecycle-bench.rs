@@ -196,7 +196,11 @@ async fn issue(plugins: &str, n: usize, concurrency: usize) -> anyhow::Result<()
         async move {
             let chain = s
                 .client
-                .get(format!("{}/api/v1/certificates/{}/download?part=fullchain", s.base, ids[half + i]))
+                .get(format!(
+                    "{}/api/v1/certificates/{}/download?part=fullchain",
+                    s.base,
+                    ids[half + i]
+                ))
                 .bearer_auth(KEY)
                 .send()
                 .await?

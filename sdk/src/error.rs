@@ -57,6 +57,31 @@ impl PluginError {
         PluginError::Permanent(message.into())
     }
 
+    /// The message for operators, without the prefix that `Display` puts before it
+    /// (`authentication failed: `): for wording a more precise error around one from
+    /// [`http::status_error`](crate::http::status_error). [`PluginError::RateLimited`] carries
+    /// none, and gives `Display`'s text.
+    ///
+    /// ```
+    /// use certctl_sdk::PluginError;
+    ///
+    /// let error = PluginError::auth("GET https://api.example.com answered 401 Unauthorized");
+    /// assert_eq!(
+    ///     PluginError::auth(format!("{} (check config.api_token)", error.message())),
+    ///     PluginError::auth("GET https://api.example.com answered 401 Unauthorized (check config.api_token)")
+    /// );
+    /// ```
+    pub fn message(&self) -> String {
+        match self {
+            PluginError::InvalidConfig(m)
+            | PluginError::Auth(m)
+            | PluginError::NotFound(m)
+            | PluginError::Transient(m)
+            | PluginError::Permanent(m) => m.clone(),
+            PluginError::RateLimited(_) => self.to_string(),
+        }
+    }
+
     /// Whether the host retries this error (`Transient` and `RateLimited`).
     pub fn is_retryable(&self) -> bool {
         matches!(self, PluginError::Transient(_) | PluginError::RateLimited(_))
@@ -124,6 +149,23 @@ mod tests {
             let back: PluginError = wit::PluginError::from(e.clone()).into();
             assert_eq!(back, e);
         }
+    }
+
+    #[test]
+    fn messages_come_without_the_kinds_prefix() {
+        assert_eq!(
+            PluginError::invalid_config("config.url: required").message(),
+            "config.url: required"
+        );
+        assert_eq!(PluginError::auth("a").message(), "a");
+        assert_eq!(PluginError::not_found("n").message(), "n");
+        assert_eq!(PluginError::transient("t").message(), "t");
+        assert_eq!(PluginError::permanent("p").message(), "p");
+        assert_eq!(
+            PluginError::rate_limited(Some(7)).message(),
+            "rate limited: retry after 7s"
+        );
+        assert_eq!(PluginError::rate_limited(None).message(), "rate limited");
     }
 
     #[test]

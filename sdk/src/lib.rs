@@ -37,10 +37,8 @@
 //!
 //!     // `validate_config` is inherited: it parses `Config` and names the offending key.
 //!     fn check_config(config: &Config) -> Result<(), PluginError> {
-//!         if !config.api_url.starts_with("https://") {
-//!             return Err(PluginError::invalid_config("config.api_url: must start with https://"));
-//!         }
-//!         Ok(())
+//!         // https://, or http:// to this machine only: "config.api_url: must start with https://..."
+//!         http::check_endpoint("config.api_url", &config.api_url)
 //!     }
 //!
 //!     fn present(config: &Config, record: &DnsRecord) -> Result<(), PluginError> {
@@ -88,6 +86,14 @@
 //!   the relay, its credentials, TLS and the sender address.
 //! - [`log`] lines and stdout/stderr are attached to the call's trace, capped.
 //!
+//! # Helpers
+//!
+//! What the shipped plugins share, for yours too: [`http::check_endpoint`] for a configured URL,
+//! [`PluginError::message`] to word a more precise error around one from
+//! [`http::status_error`], [`text::truncate`] to a channel's limit and [`text::snippet`] of a
+//! body for a message, [`time::rfc3339`] for event times, and [`dns::unquote_txt`] to read TXT
+//! content as DNS APIs return it.
+//!
 //! # Testing natively
 //!
 //! `cargo test` runs a plugin's unit tests natively, against the mock host in `testkit`
@@ -104,11 +110,14 @@
 
 mod bindings;
 mod config;
+pub mod dns;
 mod error;
 pub mod http;
 pub mod log;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testkit;
+pub mod text;
+pub mod time;
 mod types;
 
 #[cfg(feature = "dns-solver")]

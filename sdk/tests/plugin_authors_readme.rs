@@ -20,6 +20,11 @@ struct MyDns;
 impl DnsSolver for MyDns {
     type Config = Config;
 
+    fn check_config(config: &Config) -> Result<(), PluginError> {
+        // https://, or http:// to localhost only; the error names the key
+        http::check_endpoint("config.api_url", &config.api_url)
+    }
+
     fn present(config: &Config, record: &DnsRecord) -> Result<(), PluginError> {
         log::info(format!("adding a TXT value at {}", record.fqdn));
         http::post(format!("{}/zones/{}/txt", config.api_url, record.zone))
@@ -85,7 +90,14 @@ mod tests {
         assert_eq!(dns.cleanup(&record), Ok(()));
         let denied = dns.cleanup(&record).expect_err("not granted");
         assert!(denied.is_retryable() && denied.to_string().contains("HTTP request denied"));
-        assert!(testkit::dns_solver::<MyDns>("{}").validate_config().is_err());
+    }
+
+    #[test]
+    fn config_is_checked_by_key() {
+        let check = |config: &str| testkit::dns_solver::<MyDns>(config).validate_config();
+        testkit::assert_invalid_config(check("{}"), "config.api_url: required");
+        let plain_http = r#"{"api_url": "http://api.example-dns.com/v1", "api_token": "t0ken"}"#;
+        testkit::assert_invalid_config(check(plain_http), "config.api_url: must start with https://");
     }
 }
 

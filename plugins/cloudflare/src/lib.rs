@@ -5,6 +5,7 @@
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
+use certctl_sdk::dns::unquote_txt;
 use certctl_sdk::http::{self, Response};
 use certctl_sdk::{DnsRecord, DnsSolver, PluginError, log};
 use serde::Deserialize;
@@ -75,7 +76,13 @@ impl DnsSolver for Cloudflare {
             ));
         }
         if let Some(url) = &config.api_url {
-            check_url("config.api_url", url)?;
+            // https://, or http:// to this machine only (a local test server).
+            http::check_endpoint("config.api_url", url)?;
+            if url.contains(['?', '#']) {
+                return Err(PluginError::invalid_config(
+                    "config.api_url: must be the API's base URL, without a query or fragment",
+                ));
+            }
         }
         if let Some(ttl) = config.ttl
             && ttl != AUTOMATIC_TTL
@@ -337,7 +344,7 @@ fn refusal(response: &Response, error: PluginError, zone: &str) -> PluginError {
     let status = response.status();
     let has = |codes: &[u64]| errors.iter().any(|e| codes.contains(&e.code));
     let detail = match errors.is_empty() {
-        true => message(&error),
+        true => error.message(),
         false => format!("Cloudflare answered {status}: {}", describe(&errors)),
     };
     match status {
@@ -386,51 +393,6 @@ fn describe(errors: &[ApiMessage]) -> String {
     text
 }
 
-/// The message inside an error from [`http::status_error`].
-fn message(error: &PluginError) -> String {
-    match error {
-        PluginError::InvalidConfig(m)
-        | PluginError::Auth(m)
-        | PluginError::NotFound(m)
-        | PluginError::Transient(m)
-        | PluginError::Permanent(m) => m.clone(),
-        PluginError::RateLimited(_) => error.to_string(),
-    }
-}
-
-/// `https://...`, or `http://...` to this machine only (a local test server).
-fn check_url(key: &str, url: &str) -> Result<(), PluginError> {
-    let invalid = |why: &str| PluginError::invalid_config(format!("{key}: {why}"));
-    let must_be_https = "must start with https:// (http:// only to localhost, 127.0.0.1 or [::1], for tests)";
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid(must_be_https))?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    if authority.is_empty() {
-        return Err(invalid("has no host"));
-    }
-    if authority.contains('@') || authority.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(
-            "the host part is not a host name (credentials or spaces in it)",
-        ));
-    }
-    if rest.contains(['?', '#']) {
-        return Err(invalid("must be the API's base URL, without a query or fragment"));
-    }
-    if scheme.eq_ignore_ascii_case("https") || (scheme.eq_ignore_ascii_case("http") && is_loopback(authority)) {
-        Ok(())
-    } else {
-        Err(invalid(must_be_https))
-    }
-}
-
-/// `localhost`, `127.0.0.1` or `[::1]`, with or without a port.
-fn is_loopback(authority: &str) -> bool {
-    let host = match authority.strip_prefix('[') {
-        Some(bracketed) => bracketed.split_once(']').map_or(bracketed, |(host, _)| host),
-        None => authority.split_once(':').map_or(authority, |(host, _)| host),
-    };
-    host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "::1"
-}
-
 /// `text` for a URL's path segment or query value: bytes other than letters, digits and
 /// `-._~` percent-encoded.
 fn encode(text: &str) -> String {
@@ -463,43 +425,9 @@ fn quote(value: &str) -> String {
 /// Whether TXT content holds `value`: quoted character-strings (`"abc" "def"` is `abcdef`) as
 /// Cloudflare documents content now, or the bare value, as records created before that have it.
 fn holds(content: &str, value: &str) -> bool {
-    match txt_text(content) {
+    match unquote_txt(content) {
         Some(text) => text == value.as_bytes(),
         None => content == value,
-    }
-}
-
-/// The text of quoted character-strings, joined (`\"` is `"`, `\195\169` is `é`); `None` when
-/// `content` is not in that form.
-fn txt_text(content: &str) -> Option<Vec<u8>> {
-    let mut text = Vec::with_capacity(content.len());
-    let mut bytes = content.bytes().peekable();
-    loop {
-        while bytes.next_if(u8::is_ascii_whitespace).is_some() {}
-        match bytes.next() {
-            None => return Some(text),
-            Some(b'"') => {}
-            Some(_) => return None,
-        }
-        loop {
-            match bytes.next()? {
-                b'"' => break,
-                b'\\' => {
-                    let escaped = bytes.next()?;
-                    if escaped.is_ascii_digit() {
-                        let mut code = u32::from(escaped - b'0');
-                        for _ in 0..2 {
-                            let digit = bytes.next().filter(u8::is_ascii_digit)?;
-                            code = code * 10 + u32::from(digit - b'0');
-                        }
-                        text.push(u8::try_from(code).ok()?);
-                    } else {
-                        text.push(escaped);
-                    }
-                }
-                byte => text.push(byte),
-            }
-        }
     }
 }
 
@@ -1125,7 +1053,7 @@ mod tests {
                 .iter()
                 .filter(|r| r.kind == "TXT" && r.name.eq_ignore_ascii_case(fqdn))
                 .map(|r| {
-                    // The plugin writes one quoted string; unquote it independently of txt_text.
+                    // The plugin writes one quoted string; unquote it independently of unquote_txt.
                     let inner = r.content.strip_prefix('"').and_then(|c| c.strip_suffix('"'));
                     inner.unwrap_or(&r.content).replace("\\\"", "\"").replace("\\\\", "\\")
                 })
@@ -1354,13 +1282,8 @@ mod tests {
             ),
         ];
         for (config, expected) in cases {
-            match check(config.clone()) {
-                Err(PluginError::InvalidConfig(m)) => {
-                    assert!(m.starts_with(expected), "{config}: {m}");
-                    assert!(!m.contains(TOKEN), "the token leaked: {m}");
-                }
-                other => panic!("{config}: {other:?}"),
-            }
+            let message = testkit::assert_invalid_config(check(config), expected);
+            assert!(!message.contains(TOKEN), "the token leaked: {message}");
         }
         let _mock = MockHttp::install();
         let bad = testkit::dns_solver::<Cloudflare>(json!({"api_token": TOKEN, "ttl": 5}).to_string());
@@ -1389,7 +1312,5 @@ mod tests {
             "_acme-challenge.www.example.test"
         );
         assert_eq!(encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
-        assert!(is_loopback("localhost:8787") && is_loopback("[::1]:1") && is_loopback("127.0.0.1"));
-        assert!(!is_loopback("127.0.0.2") && !is_loopback("localhost.example.com"));
     }
 }

@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 
 use certctl_sdk::mail::{self, MAX_RECIPIENTS, MailMessage};
+use certctl_sdk::text::truncate;
+use certctl_sdk::time::rfc3339;
 use certctl_sdk::{Event, Notifier, PluginError, Severity, log};
 use serde::Deserialize;
 
@@ -184,36 +186,6 @@ fn escape(text: &str) -> String {
 /// Line breaks and other control characters as spaces: the host refuses a multi-line subject.
 fn one_line(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
-}
-
-/// At most `max` characters, cut with `…`.
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
-/// `2027-01-15T08:00:00Z` for seconds since the Unix epoch.
-fn rfc3339(seconds: u64) -> String {
-    // Howard Hinnant's `civil_from_days`, for days since 1970-01-01.
-    let (days, time) = (seconds / 86_400, seconds % 86_400);
-    let z = days + 719_468;
-    let (era, day_of_era) = (z / 146_097, z % 146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        time / 3600,
-        time % 3600 / 60,
-        time % 60
-    )
 }
 
 #[cfg(test)]
@@ -425,10 +397,7 @@ mod tests {
             ),
         ];
         for (config, expected) in cases {
-            match check(config.clone()) {
-                Err(PluginError::InvalidConfig(m)) => assert!(m.starts_with(expected), "{config}: {m}"),
-                other => panic!("{config}: {other:?}"),
-            }
+            testkit::assert_invalid_config(check(config), expected);
         }
         // The same checks run before every delivery, so nothing is sent with a bad configuration.
         let outbox = MockMail::install();
@@ -437,12 +406,5 @@ mod tests {
             Err(PluginError::InvalidConfig(_))
         ));
         assert!(outbox.sent().is_empty());
-    }
-
-    #[test]
-    fn times_are_rfc_3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_825_600), "2000-02-29T12:00:00Z");
-        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
     }
 }

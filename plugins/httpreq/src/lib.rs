@@ -279,10 +279,7 @@ mod tests {
             ),
         ];
         for (config, expected) in cases {
-            match check(config.clone()) {
-                Err(PluginError::InvalidConfig(m)) => assert!(m.starts_with(expected), "{config}: {m}"),
-                other => panic!("{config}: {other:?}"),
-            }
+            testkit::assert_invalid_config(check(config), expected);
         }
         // The same checks run before every call, so nothing is sent with a bad configuration.
         let _mock = MockHttp::install();

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use certctl_sdk::dns::unquote_txt;
 use certctl_sdk::http::{self, Response};
 use certctl_sdk::{DnsRecord, DnsSolver, PluginError, log};
 use serde::{Deserialize, Serialize};
@@ -242,13 +243,13 @@ impl<'a> Target<'a> {
         Err(match response.status() {
             401 | 403 => PluginError::auth(format!(
                 "{} (check config.api_key against the server's api-key)",
-                message(&error)
+                error.message()
             )),
             404 => PluginError::not_found(format!(
                 "PowerDNS server {:?} has no zone {} ({})",
                 self.server_id,
                 self.zone,
-                message(&error)
+                error.message()
             )),
             422 => match refusal(response) {
                 Some(why) => PluginError::permanent(format!(
@@ -272,18 +273,6 @@ fn refusal(response: &Response) -> Option<String> {
         .ok()
         .map(|answer| answer.error)
         .filter(|error| !error.is_empty())
-}
-
-/// The message inside an error from [`http::status_error`].
-fn message(error: &PluginError) -> String {
-    match error {
-        PluginError::InvalidConfig(m)
-        | PluginError::Auth(m)
-        | PluginError::NotFound(m)
-        | PluginError::Transient(m)
-        | PluginError::Permanent(m) => m.clone(),
-        PluginError::RateLimited(_) => error.to_string(),
-    }
 }
 
 /// A PATCH body replacing the TXT set at `name` with `records`.
@@ -362,7 +351,7 @@ fn zone_id(zone: &str) -> String {
 
 /// Whether `record` is the TXT value `value`, in whatever way its content is written.
 fn holds(record: &Record, value: &str) -> bool {
-    txt_text(&record.content).as_deref() == Some(value.as_bytes())
+    unquote_txt(&record.content).as_deref() == Some(value.as_bytes())
 }
 
 /// `value` as one TXT character-string in zone-file format: quoted, `"` and `\` escaped, bytes
@@ -384,40 +373,6 @@ fn quote(value: &str) -> String {
     }
     quoted.push('"');
     quoted
-}
-
-/// The text of TXT content in zone-file format, its character-strings joined (`"abc" "def"` is
-/// `abcdef`, `\"` is `"`, `\195\169` is `é`); `None` when it is not in that format.
-fn txt_text(content: &str) -> Option<Vec<u8>> {
-    let mut text = Vec::with_capacity(content.len());
-    let mut bytes = content.bytes().peekable();
-    loop {
-        while bytes.next_if(u8::is_ascii_whitespace).is_some() {}
-        match bytes.next() {
-            None => return Some(text),
-            Some(b'"') => {}
-            Some(_) => return None,
-        }
-        loop {
-            match bytes.next()? {
-                b'"' => break,
-                b'\\' => {
-                    let escaped = bytes.next()?;
-                    if escaped.is_ascii_digit() {
-                        let mut code = u32::from(escaped - b'0');
-                        for _ in 0..2 {
-                            let digit = bytes.next().filter(u8::is_ascii_digit)?;
-                            code = code * 10 + u32::from(digit - b'0');
-                        }
-                        text.push(u8::try_from(code).ok()?);
-                    } else {
-                        text.push(escaped);
-                    }
-                }
-                byte => text.push(byte),
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -866,7 +821,7 @@ mod tests {
                 .filter_map(|sets| sets.get(&name))
                 .flat_map(|(_, records)| records.iter().filter(|r| !r.disabled))
                 .map(|r| {
-                    // The plugin writes one quoted string; unquote it independently of txt_text.
+                    // The plugin writes one quoted string; unquote it independently of unquote_txt.
                     let inner = r.content.strip_prefix('"').and_then(|c| c.strip_suffix('"'));
                     inner.unwrap_or(&r.content).replace("\\\"", "\"").replace("\\\\", "\\")
                 })
@@ -1118,13 +1073,8 @@ mod tests {
             ),
         ];
         for (config, expected) in cases {
-            match check(config.clone()) {
-                Err(PluginError::InvalidConfig(m)) => {
-                    assert!(m.starts_with(expected), "{config}: {m}");
-                    assert!(!m.contains(KEY), "the key leaked: {m}");
-                }
-                other => panic!("{config}: {other:?}"),
-            }
+            let message = testkit::assert_invalid_config(check(config), expected);
+            assert!(!message.contains(KEY), "the key leaked: {message}");
         }
         // The same checks run before every call, so nothing is sent with a bad configuration.
         let _mock = MockHttp::install();
@@ -1155,14 +1105,13 @@ mod tests {
         );
         assert_eq!(quote("say \"hi\" \\ bye"), r#""say \"hi\" \\ bye""#);
         assert_eq!(quote("café\n"), r#""caf\195\169\010""#);
+        // What the plugin writes, it reads back (the reading itself is the SDK's, tested there).
         for value in ["token", "say \"hi\" \\ bye", "café\n", ""] {
-            assert_eq!(txt_text(&quote(value)).as_deref(), Some(value.as_bytes()), "{value:?}");
-        }
-        assert_eq!(txt_text(r#""a" "b""#).as_deref(), Some(&b"ab"[..]));
-        assert_eq!(txt_text(r#" "a"  "b c" "#).as_deref(), Some(&b"ab c"[..]));
-        assert_eq!(txt_text(r#""caf\195\169""#).as_deref(), Some("café".as_bytes()));
-        for bad in ["token", r#""open"#, r#""a" b"#, r#""\1""#, r#""\256""#, r#""trailing\"#] {
-            assert_eq!(txt_text(bad), None, "{bad}");
+            assert_eq!(
+                unquote_txt(&quote(value)).as_deref(),
+                Some(value.as_bytes()),
+                "{value:?}"
+            );
         }
         let stored = Record {
             content: "\"tok\" \"en\"".into(),

@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use certctl_sdk::http::{self, Response};
+use certctl_sdk::text::truncate;
+use certctl_sdk::time::rfc3339;
 use certctl_sdk::{Event, Notifier, PluginError, Severity, log};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,7 +39,8 @@ impl Notifier for Slack {
     type Config = Config;
 
     fn check_config(config: &Config) -> Result<(), PluginError> {
-        check_url("config.webhook_url", &config.webhook_url)?;
+        // The messages never repeat the URL: its path is the credential.
+        http::check_endpoint("config.webhook_url", &config.webhook_url)?;
         if let Some(username) = &config.username
             && (username.trim().is_empty() || username.contains(['\r', '\n']))
         {
@@ -68,37 +71,6 @@ impl Notifier for Slack {
 }
 
 certctl_sdk::register_notifier!(Slack);
-
-/// `https://...`, or `http://...` to this machine only (a local test receiver). The messages
-/// never repeat the URL: its path is the credential.
-fn check_url(key: &str, url: &str) -> Result<(), PluginError> {
-    let invalid = |why: &str| PluginError::invalid_config(format!("{key}: {why}"));
-    let must_be_https = "must start with https:// (http:// only to localhost, 127.0.0.1 or [::1], for tests)";
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid(must_be_https))?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    if authority.is_empty() {
-        return Err(invalid("has no host"));
-    }
-    if authority.contains('@') || authority.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(
-            "the host part is not a host name (credentials or spaces in it)",
-        ));
-    }
-    if scheme.eq_ignore_ascii_case("https") || (scheme.eq_ignore_ascii_case("http") && is_loopback(authority)) {
-        Ok(())
-    } else {
-        Err(invalid(must_be_https))
-    }
-}
-
-/// `localhost`, `127.0.0.1` or `[::1]`, with or without a port.
-fn is_loopback(authority: &str) -> bool {
-    let host = match authority.strip_prefix('[') {
-        Some(bracketed) => bracketed.split_once(']').map_or(bracketed, |(host, _)| host),
-        None => authority.split_once(':').map_or(authority, |(host, _)| host),
-    };
-    host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "::1"
-}
 
 /// The Block Kit message: a header with the summary, fields for subject, severity, kind and the
 /// details, a context line with the time and dedup key, and `text` as the notification fallback.
@@ -186,36 +158,6 @@ fn mrkdwn(text: &str, max: usize) -> String {
         out.push('…');
     }
     out
-}
-
-/// At most `max` characters, cut with `…`.
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
-/// `2027-01-15T08:00:00Z` for seconds since the Unix epoch.
-fn rfc3339(seconds: u64) -> String {
-    // Howard Hinnant's `civil_from_days`, for days since 1970-01-01.
-    let (days, time) = (seconds / 86_400, seconds % 86_400);
-    let z = days + 719_468;
-    let (era, day_of_era) = (z / 146_097, z % 146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        time / 3600,
-        time % 3600 / 60,
-        time % 60
-    )
 }
 
 /// Slack's answers: 2xx is delivered (the body is `ok`); the errors of
@@ -513,25 +455,12 @@ mod tests {
             ),
         ];
         for (config, expected) in cases {
-            match check(config.clone()) {
-                Err(PluginError::InvalidConfig(m)) => {
-                    assert!(m.starts_with(expected), "{config}: {m}");
-                    assert!(!m.contains("services"), "the URL leaked: {m}");
-                }
-                other => panic!("{config}: {other:?}"),
-            }
+            let message = testkit::assert_invalid_config(check(config), expected);
+            assert!(!message.contains("services"), "the URL leaked: {message}");
         }
         // The same checks run before every delivery, so nothing is sent with a bad configuration.
         let _mock = MockHttp::install();
         let bad = testkit::notifier::<Slack>(json!({"webhook_url": "http://hooks.slack.com/x"}).to_string());
         assert!(matches!(bad.notify(&expiring()), Err(PluginError::InvalidConfig(_))));
-    }
-
-    #[test]
-    fn times_are_rfc_3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_825_600), "2000-02-29T12:00:00Z");
-        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
     }
 }

@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use certctl_sdk::http::{self, Response};
+use certctl_sdk::text::{snippet, truncate};
+use certctl_sdk::time::rfc3339;
 use certctl_sdk::{Event, Notifier, PluginError, Severity, log};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -32,7 +34,8 @@ impl Notifier for Teams {
     type Config = Config;
 
     fn check_config(config: &Config) -> Result<(), PluginError> {
-        check_url("config.webhook_url", &config.webhook_url)
+        // The messages never repeat the URL: it is the credential.
+        http::check_endpoint("config.webhook_url", &config.webhook_url)
     }
 
     fn notify(config: &Config, event: &Event) -> Result<(), PluginError> {
@@ -47,37 +50,6 @@ impl Notifier for Teams {
 }
 
 certctl_sdk::register_notifier!(Teams);
-
-/// `https://...`, or `http://...` to this machine only (a local test receiver). The messages
-/// never repeat the URL: it is the credential.
-fn check_url(key: &str, url: &str) -> Result<(), PluginError> {
-    let invalid = |why: &str| PluginError::invalid_config(format!("{key}: {why}"));
-    let must_be_https = "must start with https:// (http:// only to localhost, 127.0.0.1 or [::1], for tests)";
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid(must_be_https))?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    if authority.is_empty() {
-        return Err(invalid("has no host"));
-    }
-    if authority.contains('@') || authority.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(
-            "the host part is not a host name (credentials or spaces in it)",
-        ));
-    }
-    if scheme.eq_ignore_ascii_case("https") || (scheme.eq_ignore_ascii_case("http") && is_loopback(authority)) {
-        Ok(())
-    } else {
-        Err(invalid(must_be_https))
-    }
-}
-
-/// `localhost`, `127.0.0.1` or `[::1]`, with or without a port.
-fn is_loopback(authority: &str) -> bool {
-    let host = match authority.strip_prefix('[') {
-        Some(bracketed) => bracketed.split_once(']').map_or(bracketed, |(host, _)| host),
-        None => authority.split_once(':').map_or(authority, |(host, _)| host),
-    };
-    host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "::1"
-}
 
 /// The message: one Adaptive Card (1.4) with the summary as its title, coloured by severity, a
 /// FactSet of subject, severity, kind and the details, and a line with the time and dedup key.
@@ -132,36 +104,6 @@ fn colour(severity: Severity) -> &'static str {
     }
 }
 
-/// At most `max` characters, cut with `…`.
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
-/// `2027-01-15T08:00:00Z` for seconds since the Unix epoch.
-fn rfc3339(seconds: u64) -> String {
-    // Howard Hinnant's `civil_from_days`, for days since 1970-01-01.
-    let (days, time) = (seconds / 86_400, seconds % 86_400);
-    let z = days + 719_468;
-    let (era, day_of_era) = (z / 146_097, z % 146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        time / 3600,
-        time % 3600 / 60,
-        time % 60
-    )
-}
-
 /// The answers: 2xx is delivered (`1` from the legacy connector, `202 Accepted` from Workflows),
 /// except a legacy `200` whose body says Teams refused the message; the errors of
 /// [`http::status_error`] otherwise, except that a missing webhook or workflow is the
@@ -201,16 +143,6 @@ fn delivery_failure(response: &Response) -> Result<(), PluginError> {
         Ok(500..=599) => PluginError::transient(message),
         _ => PluginError::permanent(message),
     })
-}
-
-/// The start of a body, on one line, for messages.
-fn snippet(text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= 200 {
-        one_line
-    } else {
-        format!("{}...", one_line.chars().take(200).collect::<String>())
-    }
 }
 
 #[cfg(test)]
@@ -445,20 +377,10 @@ mod tests {
             (json!({"webhook_url": URL, "title": "x"}), "config.title: unknown key"),
         ];
         for (config, expected) in cases {
-            match check(config.clone()) {
-                Err(PluginError::InvalidConfig(m)) => assert!(m.starts_with(expected), "{config}: {m}"),
-                other => panic!("{config}: {other:?}"),
-            }
+            testkit::assert_invalid_config(check(config), expected);
         }
         let _mock = MockHttp::install();
         let bad = testkit::notifier::<Teams>(json!({"webhook_url": "ftp://x"}).to_string());
         assert!(matches!(bad.notify(&expiring()), Err(PluginError::InvalidConfig(_))));
-    }
-
-    #[test]
-    fn times_are_rfc_3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_825_600), "2000-02-29T12:00:00Z");
-        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
     }
 }

@@ -17,7 +17,8 @@
 //!
 //! The host decides where a plugin may connect: a destination the operator has not granted to
 //! the instance fails with [`PluginError::Transient`] whose message contains "HTTP request
-//! denied", and the host's log of the call says which grant is missing.
+//! denied", and the host's log of the call says which grant is missing. Check a configured URL
+//! in `check_config` with [`check_endpoint`], so that a wrong one is refused up front.
 //!
 //! Error messages name the method and the origin (`POST https://dns.example.com`), never the path
 //! or query, which may hold a token (Slack webhook URLs do).
@@ -28,7 +29,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::PluginError;
+use crate::{PluginError, text};
 
 #[cfg(target_arch = "wasm32")]
 mod transport;
@@ -346,7 +347,7 @@ impl Response {
                 "{} answered {} with a body that is not the expected JSON ({e}): {}",
                 self.what,
                 self.status,
-                snippet(&self.body)
+                body_snippet(&self.body)
             ))
         })
     }
@@ -387,7 +388,7 @@ pub fn status_error(response: &Response) -> Option<PluginError> {
         message.push(' ');
         message.push_str(reason);
     }
-    let body = snippet(&response.body);
+    let body = body_snippet(&response.body);
     if !body.is_empty() {
         message.push_str(": ");
         message.push_str(&body);
@@ -424,17 +425,69 @@ fn reason(status: u16) -> Option<&'static str> {
     })
 }
 
-/// The start of a body, on one line, for messages.
-fn snippet(body: &[u8]) -> String {
-    const MAX: usize = 200;
-    let text = String::from_utf8_lossy(body);
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= MAX {
-        one_line
-    } else {
-        let cut: String = one_line.chars().take(MAX).collect();
-        format!("{cut}...")
+/// The start of a body, on one line, for messages (see [`text::snippet`]).
+fn body_snippet(body: &[u8]) -> String {
+    text::snippet(&String::from_utf8_lossy(body))
+}
+
+/// Checks a configured URL that the plugin sends to (a webhook, an API's base URL), from
+/// `check_config`, so that a wrong one is refused when the operator configures it rather than at
+/// the first call: `https://`, or `http://` only to `localhost`, `127.0.0.1` or `[::1]` (a local
+/// test receiver), with a host, and without credentials or spaces in it.
+///
+/// The error is [`PluginError::InvalidConfig`] starting with `key`, and never repeats the URL,
+/// whose path or query may be the credential (a Slack webhook URL is):
+///
+/// - `<key>: must start with https:// (http:// only to localhost, 127.0.0.1 or [::1], for tests)`
+/// - `<key>: has no host`
+/// - `<key>: the host part is not a host name (credentials or spaces in it)`
+///
+/// ```
+/// use certctl_sdk::{PluginError, http};
+///
+/// assert_eq!(http::check_endpoint("config.url", "https://hooks.example.com/T0/B0/secret"), Ok(()));
+/// assert_eq!(http::check_endpoint("config.url", "http://127.0.0.1:8080/hook"), Ok(()));
+/// assert!(matches!(
+///     http::check_endpoint("config.url", "http://hooks.example.com/T0/B0/secret"),
+///     Err(PluginError::InvalidConfig(m)) if m.starts_with("config.url: must start with https://")
+/// ));
+/// ```
+///
+/// A plugin that must reach plain `http://` elsewhere (a receiver on an internal network) checks
+/// its URL itself; the host's grants decide where it may connect in any case.
+pub fn check_endpoint(key: &str, url: &str) -> Result<(), PluginError> {
+    let invalid = |why: &str| PluginError::invalid_config(format!("{key}: {why}"));
+    let must_be_https = "must start with https:// (http:// only to localhost, 127.0.0.1 or [::1], for tests)";
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid(must_be_https))?;
+    let authority = &rest[..authority_len(rest)];
+    if authority.is_empty() {
+        return Err(invalid("has no host"));
     }
+    if authority.contains('@') || authority.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            "the host part is not a host name (credentials or spaces in it)",
+        ));
+    }
+    if scheme.eq_ignore_ascii_case("https") || (scheme.eq_ignore_ascii_case("http") && is_loopback(authority)) {
+        Ok(())
+    } else {
+        Err(invalid(must_be_https))
+    }
+}
+
+/// Whether an authority is `localhost`, `127.0.0.1` or `[::1]`, with or without a port.
+fn is_loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map_or(bracketed, |(host, _)| host),
+        None => authority.split_once(':').map_or(authority, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "::1"
+}
+
+/// The length of the authority (`host[:port]`, or `user@host`) at the start of what follows a
+/// URL's `scheme://`.
+fn authority_len(rest: &str) -> usize {
+    rest.find(['/', '?', '#']).unwrap_or(rest.len())
 }
 
 /// A URL split the way `wasi:http` wants it.
@@ -460,8 +513,7 @@ impl Target {
         } else {
             return Err(invalid("the scheme must be https or http"));
         };
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(end);
+        let (authority, tail) = rest.split_at(authority_len(rest));
         if authority.is_empty() {
             return Err(invalid("it has no host"));
         }
@@ -501,7 +553,7 @@ impl Target {
 fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let end = authority_len(rest);
             let authority = &rest[..end];
             let host = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
             if end < rest.len() {
@@ -617,6 +669,54 @@ mod tests {
             };
             assert!(!m.contains("secret") && !m.contains("pw"), "{m}");
         }
+    }
+
+    #[test]
+    fn endpoints_are_https_or_http_to_this_machine() {
+        for good in [
+            "https://hooks.slack.com/services/T0/B0/x",
+            "HTTPS://api.example.com:8443/v1?x=1",
+            "http://127.0.0.1:8080/hook",
+            "http://localhost/hook",
+            "HTTP://LOCALHOST:9000",
+            "http://[::1]:8080/hook",
+            "http://[::1]",
+        ] {
+            assert_eq!(check_endpoint("config.url", good), Ok(()), "{good}");
+        }
+        let https = "config.url: must start with https:// (http:// only to localhost, 127.0.0.1 or [::1], for tests)";
+        let cases = [
+            ("http://hooks.slack.com/services/x", https),
+            ("http://localhost.evil.example/x", https),
+            ("http://127.0.0.2/x", https),
+            ("http://[::2]:80/x", https),
+            ("ftp://localhost/x", https),
+            ("hooks.slack.com/services/x", https),
+            ("https:///services/x", "config.url: has no host"),
+            ("https://", "config.url: has no host"),
+            (
+                "https://u:p@hooks.slack.com/services/x",
+                "config.url: the host part is not a host name (credentials or spaces in it)",
+            ),
+            (
+                "https://hooks slack.com/services/x",
+                "config.url: the host part is not a host name (credentials or spaces in it)",
+            ),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(
+                check_endpoint("config.url", url),
+                Err(PluginError::InvalidConfig(expected.into())),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn loopback_authorities() {
+        assert!(is_loopback("localhost:8787") && is_loopback("[::1]:1") && is_loopback("127.0.0.1"));
+        assert!(is_loopback("LocalHost") && is_loopback("[::1]"));
+        assert!(!is_loopback("127.0.0.2") && !is_loopback("localhost.example.com") && !is_loopback("[::2]"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`logs`] and [`take_logs`]: what the plugin logged with [`log`](crate::log).
 //! - [`dns_solver`], [`notifier`], [`issuer`]: call a plugin as the host does, through the
 //!   export glue, with the configuration as JSON (so `check_config` runs before every call).
+//! - [`assert_invalid_config`]: that a configuration is refused, naming the key.
 //! - [`conformance::dns_solver`]: the host's DNS-solver conformance rules, against a fake of
 //!   the provider's API.
 //!
@@ -68,8 +69,10 @@
 //! # fn main() {}
 //! ```
 
+use std::fmt;
 use std::time::Duration;
 
+use crate::PluginError;
 use crate::http::Method;
 
 #[cfg(feature = "dns-solver")]
@@ -102,6 +105,51 @@ pub(crate) use mock_http::send;
 pub(crate) use mock_kv::{delete as kv_delete, get as kv_get, set as kv_set};
 #[cfg(feature = "notifier")]
 pub(crate) use mock_mail::send as mail_send;
+
+/// Asserts that `result` is [`PluginError::InvalidConfig`] whose message starts with `expected`:
+/// the key, then as much of the reason as the test cares about. Returns the whole message, for
+/// further checks (that it does not repeat a secret, say).
+///
+/// ```
+/// # #[cfg(feature = "notifier")] {
+/// use certctl_sdk::testkit::{self, assert_invalid_config};
+/// use certctl_sdk::{Event, Notifier, PluginError, http};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Config {
+///     url: String,
+/// }
+///
+/// struct Hook;
+///
+/// impl Notifier for Hook {
+///     type Config = Config;
+///
+///     fn check_config(config: &Config) -> Result<(), PluginError> {
+///         http::check_endpoint("config.url", &config.url)
+///     }
+///
+///     fn notify(_: &Config, _: &Event) -> Result<(), PluginError> {
+///         Ok(())
+///     }
+/// }
+///
+/// let check = |config: &str| testkit::notifier::<Hook>(config).validate_config();
+/// assert_invalid_config(check("{}"), "config.url: required");
+/// let message = assert_invalid_config(check(r#"{"url": "http://hooks.example.com/t0ken"}"#), "config.url: must start with https://");
+/// assert!(!message.contains("t0ken"));
+/// # }
+/// ```
+///
+/// # Panics
+/// With `expected` and what `result` was instead, if it is anything else.
+#[track_caller]
+pub fn assert_invalid_config<T: fmt::Debug>(result: Result<T, PluginError>, expected: &str) -> String {
+    match result {
+        Err(PluginError::InvalidConfig(message)) if message.starts_with(expected) => message,
+        other => panic!("expected InvalidConfig starting with {expected:?}, got {other:?}"),
+    }
+}
 
 /// A request on its way to the transport, as [`crate::http`] hands it over.
 pub(crate) struct MockedRequest<'a> {

@@ -326,6 +326,34 @@ fn log_lines_are_captured_per_thread() {
 }
 
 #[test]
+fn invalid_config_is_asserted_by_its_start() {
+    let refused: Result<(), PluginError> = Err(PluginError::invalid_config("config.url: has no host"));
+    assert_eq!(
+        assert_invalid_config(refused.clone(), "config.url: has"),
+        "config.url: has no host"
+    );
+    assert_eq!(
+        panic_message(|| {
+            assert_invalid_config(refused, "config.url: must");
+        }),
+        "expected InvalidConfig starting with \"config.url: must\", got Err(InvalidConfig(\"config.url: has no host\"))"
+    );
+    assert_eq!(
+        panic_message(|| {
+            assert_invalid_config(Ok(7), "config.url");
+        }),
+        "expected InvalidConfig starting with \"config.url\", got Ok(7)"
+    );
+    let other: Result<(), PluginError> = Err(PluginError::permanent("config.url: has no host"));
+    assert!(
+        panic_message(|| {
+            assert_invalid_config(other, "config.url");
+        })
+        .ends_with("got Err(Permanent(\"config.url: has no host\"))")
+    );
+}
+
+#[test]
 fn rules_are_worded_as_the_hosts() {
     // The host runs the same rules against real providers; the wording must not drift. Only in
     // the certctl repository, where the host's source is beside the SDK.
