@@ -222,6 +222,59 @@ pub async fn query(
         .map_err(|e| format!("{server} (TCP): {e}"))
 }
 
+/// Sends a complete DNS message to `server` and returns the response with the same id: over
+/// UDP (retried over TCP when truncated) or over TCP. For plugins' `host-dns`.
+pub async fn exchange(server: SocketAddr, message: &[u8], tcp: bool, timeout: Duration) -> Result<Vec<u8>, String> {
+    if message.len() < 12 || message.len() > 65_535 {
+        return Err(format!(
+            "a DNS message is 12 to 65535 bytes, this one {}",
+            message.len()
+        ));
+    }
+    let id = [message[0], message[1]];
+    if !tcp {
+        let udp = async {
+            let bind: SocketAddr = if server.is_ipv4() {
+                (Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let sock = tokio::net::UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
+            sock.connect(server).await.map_err(|e| e.to_string())?;
+            sock.send(message).await.map_err(|e| e.to_string())?;
+            let mut buf = vec![0u8; 65_535];
+            loop {
+                let n = sock.recv(&mut buf).await.map_err(|e| e.to_string())?;
+                if n >= 12 && buf[..2] == id {
+                    buf.truncate(n);
+                    return Ok::<Vec<u8>, String>(buf);
+                }
+            }
+        };
+        let answer = tokio::time::timeout(timeout, udp)
+            .await
+            .map_err(|_| format!("{server} did not answer within {timeout:?}"))??;
+        if answer[2] & 0x02 == 0 {
+            return Ok(answer);
+        }
+    }
+    let tcp = async {
+        let mut stream = tokio::net::TcpStream::connect(server)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut framed = (message.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(message);
+        stream.write_all(&framed).await.map_err(|e| e.to_string())?;
+        let len = stream.read_u16().await.map_err(|e| e.to_string())? as usize;
+        let mut buf = vec![0u8; len];
+        stream.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+        Ok::<Vec<u8>, String>(buf)
+    };
+    tokio::time::timeout(timeout, tcp)
+        .await
+        .map_err(|_| format!("{server} did not answer over TCP within {timeout:?}"))?
+}
+
 /// The resolvers of `/etc/resolv.conf` (port 53), or an error saying to configure some.
 pub fn system_resolvers() -> Result<Vec<SocketAddr>, String> {
     let text = std::fs::read_to_string("/etc/resolv.conf")

@@ -1,4 +1,51 @@
-//! For DNS solvers: reading TXT record content as provider APIs return it.
+//! For DNS solvers: reading TXT record content as provider APIs return it, and sending DNS
+//! messages through the host ([`exchange`], for solvers that speak the DNS protocol, such as
+//! RFC 2136 dynamic updates).
+
+use crate::PluginError;
+
+/// How [`exchange`] sends a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP; the host retries over TCP when the answer is truncated.
+    Udp,
+    /// TCP (length-prefixed).
+    Tcp,
+}
+
+/// Sends one complete DNS message (an UPDATE signed with TSIG, a query) to `server` (`HOST:PORT`,
+/// `HOST` for port 53, `[v6]:PORT`) through the host, and returns the response. The operator
+/// grants the server as `dns://HOST[:PORT]` in the plugin's `outbound_hosts` (plus
+/// `allow_private_networks` for a private address); anything else is [`PluginError::Auth`].
+/// No answer in time is [`PluginError::Transient`].
+///
+/// Natively (unit tests) a `certctl_sdk::testkit::MockDns` installed on the thread answers.
+pub fn exchange(server: &str, message: &[u8], transport: Transport) -> Result<Vec<u8>, PluginError> {
+    #[cfg(all(target_arch = "wasm32", feature = "dns-solver"))]
+    {
+        use crate::bindings::dns_solver::certctl::plugin::host_dns::{self as h, Transport as T};
+        let t = match transport {
+            Transport::Udp => T::Udp,
+            Transport::Tcp => T::Tcp,
+        };
+        h::exchange(server, message, t).map_err(Into::into)
+    }
+    #[cfg(all(target_arch = "wasm32", not(feature = "dns-solver")))]
+    {
+        let _ = (server, message, transport);
+        Err(PluginError::permanent(
+            "dns::exchange is for DNS-solver plugins (feature dns-solver)",
+        ))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        crate::testkit::dns_exchange(server, message, transport).unwrap_or_else(|| {
+            Err(PluginError::permanent(
+                "this host service needs a certctl host: not running as a WebAssembly component (install a testkit::MockDns)",
+            ))
+        })
+    }
+}
 
 /// The text of TXT record content in zone-file (presentation) format, which is how most DNS APIs
 /// return TXT records: one or more quoted character-strings, joined (`"abc" "def"` is `abcdef`;

@@ -41,8 +41,10 @@ impl HostPattern {
         let (scheme, rest) = s
             .split_once("://")
             .ok_or_else(|| format!("{s:?} needs a scheme: https://host or http://host"))?;
-        if scheme != "https" && scheme != "http" {
-            return Err(format!("{s:?}: scheme must be https or http"));
+        if !matches!(scheme, "https" | "http" | "dns") {
+            return Err(format!(
+                "{s:?}: scheme must be https or http (or dns, for DNS servers a solver sends messages to)"
+            ));
         }
         let rest = rest.trim_end_matches('/');
         if rest.contains('/') || rest.is_empty() {
@@ -68,7 +70,11 @@ impl HostPattern {
     }
 
     fn default_port(&self) -> u16 {
-        if self.scheme == "https" { 443 } else { 80 }
+        match self.scheme.as_str() {
+            "https" => 443,
+            "dns" => 53,
+            _ => 80,
+        }
     }
 
     /// Does a request to `scheme://host:port` match?
@@ -272,6 +278,20 @@ mod tests {
         assert!(!any.permits("https", "x.other.com", 443));
         let nothing = Allowed::resolve("p", &["*".into()], None).expect("nothing granted");
         assert!(!nothing.permits("https", "x.example.com", 443));
+    }
+
+    #[test]
+    fn dns_servers_are_granted_with_the_dns_scheme() {
+        let p = HostPattern::parse("dns://127.0.0.1:5354").expect("dns pattern");
+        assert!(p.matches("dns", "127.0.0.1", 5354));
+        assert!(!p.matches("dns", "127.0.0.1", 53));
+        assert!(!p.matches("https", "127.0.0.1", 5354));
+        assert!(
+            HostPattern::parse("dns://ns1.example.com")
+                .expect("default port")
+                .matches("dns", "ns1.example.com", 53)
+        );
+        assert!(HostPattern::parse("ftp://example.com").is_err());
     }
 
     #[test]

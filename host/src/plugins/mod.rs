@@ -347,7 +347,7 @@ impl Runtime {
         let allowed_host_imports: &[&str] = match manifest.kind {
             InstanceKind::Issuer => &["types", "host-log", "host-kv", "host-keystore", "host-challenge"],
             InstanceKind::Notifier => &["types", "host-log", "host-mail"],
-            InstanceKind::DnsSolver => &["types", "host-log"],
+            InstanceKind::DnsSolver => &["types", "host-log", "host-dns"],
         };
         for import in &imports {
             if let Some(rest) = import.strip_prefix("certctl:plugin/") {

@@ -16,7 +16,7 @@ mod generated {
 }
 
 pub use generated::certctl::plugin::types::{DnsRecord, Event, PluginError, Severity};
-use generated::certctl::plugin::{host_challenge, host_keystore, host_kv, host_log, host_mail, types};
+use generated::certctl::plugin::{host_challenge, host_dns, host_keystore, host_kv, host_log, host_mail, types};
 pub use generated::exports::certctl::plugin::{dns_solver, issuer, notifier};
 
 pub const CONTRACT: &str = "0.1.0";
@@ -29,6 +29,7 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<StoreState>) -> wa
     host_keystore::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)?;
     host_challenge::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)?;
     host_mail::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)?;
+    host_dns::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)?;
     types::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)?;
     Ok(())
 }
@@ -264,5 +265,58 @@ impl host_mail::Host for StoreState {
         };
         self.log.push("host", &line);
         Ok(result.map_err(Into::into))
+    }
+}
+
+impl host_dns::Host for StoreState {
+    async fn exchange(
+        &mut self,
+        server: String,
+        message: Vec<u8>,
+        transport: host_dns::Transport,
+    ) -> wasmtime::Result<Result<Vec<u8>, PluginError>> {
+        let refuse = |log: &super::sandbox::CallLog, reason: String| {
+            log.push("host", &format!("DNS message refused: {reason}"));
+            PluginError::Auth(reason)
+        };
+        // HOST, HOST:PORT or [V6]:PORT.
+        let (host, port) = match server.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.starts_with('[') => match p.parse::<u16>() {
+                Ok(port) => (h.trim_start_matches('[').trim_end_matches(']').to_string(), port),
+                Err(_) => {
+                    return Ok(Err(PluginError::InvalidConfig(format!(
+                        "{server:?}: port is not a number"
+                    ))));
+                }
+            },
+            _ => (server.trim_start_matches('[').trim_end_matches(']').to_string(), 53),
+        };
+        let allowed = self.hooks.allowed.clone();
+        if !allowed.permits("dns", &host.to_ascii_lowercase(), port) {
+            let reason = format!(
+                "dns://{host}:{port} is not granted to plugin {}: add it to its outbound_hosts",
+                self.plugin
+            );
+            return Ok(Err(refuse(&self.log, reason)));
+        }
+        let addrs: Vec<std::net::SocketAddr> = match tokio::net::lookup_host((host.as_str(), port)).await {
+            Ok(a) => a.collect(),
+            Err(e) => return Ok(Err(PluginError::Transient(format!("cannot resolve {host}: {e}")))),
+        };
+        let Some(addr) = addrs.first().copied() else {
+            return Ok(Err(PluginError::Transient(format!("{host} has no address"))));
+        };
+        if !allowed.allow_private_networks && addrs.iter().any(|a| super::grants::is_private(a.ip())) {
+            let reason = format!(
+                "{host} resolves to a private address and plugin {} has no private-network grant",
+                self.plugin
+            );
+            return Ok(Err(refuse(&self.log, reason)));
+        }
+        let tcp = matches!(transport, host_dns::Transport::Tcp);
+        let timeout = self.hooks.timeout;
+        Ok(crate::dns::exchange(addr, &message, tcp, timeout)
+            .await
+            .map_err(PluginError::Transient))
     }
 }

@@ -80,6 +80,7 @@ pub mod conformance;
 #[cfg(any(feature = "dns-solver", feature = "notifier", feature = "issuer"))]
 mod host;
 mod logs;
+mod mock_dns;
 mod mock_http;
 #[cfg(feature = "issuer")]
 mod mock_kv;
@@ -93,6 +94,7 @@ pub use host::{IssuerHost, issuer};
 #[cfg(feature = "notifier")]
 pub use host::{NotifierHost, notifier, test_event};
 pub use logs::{LogLine, logs, take_logs};
+pub use mock_dns::MockDns;
 pub use mock_http::{Expectation, MockHttp, MockResponse, RecordedRequest};
 #[cfg(feature = "issuer")]
 pub use mock_kv::MockKv;
@@ -100,6 +102,7 @@ pub use mock_kv::MockKv;
 pub use mock_mail::MockMail;
 
 pub(crate) use logs::capture as capture_log;
+pub(crate) use mock_dns::exchange as dns_exchange;
 pub(crate) use mock_http::send;
 #[cfg(feature = "issuer")]
 pub(crate) use mock_kv::{delete as kv_delete, get as kv_get, set as kv_set};
