@@ -14,6 +14,8 @@ command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 # A real PowerDNS for the dns-01 broker and the powerdns plugin.
 command -v pdns_server >/dev/null 2>&1 || need_pkgs+=(pdns-server)
 [ -f /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ] || need_pkgs+=(pdns-backend-sqlite3)
+# BIND 9 for the rfc2136 solver (TSIG-signed dynamic updates).
+command -v named >/dev/null 2>&1 || need_pkgs+=(bind9)
 # A real ACME server for the ACME issuer plugin.
 command -v pebble >/dev/null 2>&1 || need_pkgs+=(pebble)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -276,3 +276,143 @@ async fn dns01_records_go_through_the_solver_and_are_checked_at_the_authoritativ
     };
     assert!(message.contains("config.dns_solver"), "{message}");
 }
+
+/// A throwaway BIND 9 primary for `example.test` that accepts TSIG-signed updates of TXT
+/// records (`update-policy { grant certctl. zonesub TXT; }`); stopped on drop.
+pub struct Bind {
+    child: Child,
+    pub port: u16,
+    pub secret_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Bind {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn bind() -> Bind {
+    use base64::Engine;
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().to_path_buf();
+    let port = free_port();
+    let secret = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    std::fs::write(
+        d.join("example.test.zone"),
+        "$TTL 60\n@ IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60\n\
+         @ IN NS ns1.example.test.\nns1 IN A 127.0.0.1\n",
+    )
+    .expect("zone");
+    std::fs::write(
+        d.join("named.conf"),
+        format!(
+            "options {{ directory \"{dir}\"; listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }};\n\
+             recursion no; dnssec-validation no; pid-file \"{dir}/named.pid\"; session-keyfile \"{dir}/session.key\"; }};\n\
+             controls {{ }};\n\
+             key \"certctl.\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\n\
+             zone \"example.test\" {{ type primary; file \"{dir}/example.test.zone\";\n\
+             update-policy {{ grant certctl. zonesub TXT; }}; }};\n",
+            dir = d.display(),
+        ),
+    )
+    .expect("conf");
+    let secret_file = d.join("tsig-secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).expect("secret");
+    let server = Bind {
+        child: Command::new("named")
+            .args(["-g", "-c"])
+            .arg(d.join("named.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("named (Debian bind9, installed by scripts/test.sh)"),
+        port,
+        secret_file,
+        _dir: dir,
+    };
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    for _ in 0..100 {
+        if dns::query(addr, "example.test", dns::SOA, false, Duration::from_millis(300))
+            .await
+            .is_ok_and(|r| !r.answers.is_empty())
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("BIND did not start");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_through_rfc2136_updates_into_bind() {
+    let bind = bind().await;
+    let dns_addr: std::net::SocketAddr = format!("127.0.0.1:{}", bind.port).parse().expect("addr");
+    let settings = ChallengeSettings {
+        resolvers: vec![dns_addr],
+        nameserver_port: bind.port,
+        timeout: Duration::from_secs(3),
+        ..ChallengeSettings::default()
+    };
+    let grants = format!(
+        "[rfc2136]\noutbound_hosts = [\"dns://127.0.0.1:{}\"]\nallow_private_networks = true\n",
+        bind.port
+    );
+    let app = TestApp::with_challenges(
+        Backend::Sqlite,
+        vec![shipped_dir()],
+        Grants::parse(&grants).expect("grants"),
+        settings,
+    )
+    .await;
+    let wrong = bind.secret_file.with_file_name("wrong-secret");
+    std::fs::write(&wrong, "c2VjcmV0LXRoYXQtYmluZC1kb2VzLW5vdC1rbm93LTEyMzQ=\n").expect("write");
+    for (name, secret) in [
+        ("bind", format!("file:{}", bind.secret_file.display())),
+        ("wrong-key", format!("file:{}", wrong.display())),
+    ] {
+        let (status, solver) = app
+            .admin(
+                "POST",
+                "/api/v1/dns-solvers",
+                Some(json!({"name": name, "plugin": "rfc2136",
+                            "config": {"server": format!("127.0.0.1:{}", bind.port),
+                                       "tsig_key_name": "certctl.", "tsig_secret": secret}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{solver}");
+    }
+    let acme = issuer(&app, "acme", json!({"dns_solver": "bind"})).await;
+    let b = broker(&app);
+    let h1 = b
+        .present_dns(&acme, "www.example.test", "one.thumb")
+        .await
+        .expect("present");
+    let h2 = b
+        .present_dns(&acme, "*.www.example.test", "two.thumb")
+        .await
+        .expect("present");
+    let fqdn = "_acme-challenge.www.example.test";
+    let mut values = txt_values(bind.port, fqdn).await;
+    values.sort();
+    let mut expected = vec![dns01_value("one.thumb"), dns01_value("two.thumb")];
+    expected.sort();
+    assert_eq!(values, expected);
+    assert_eq!(b.ready(&acme, h1).await, Ok(true));
+    b.cleanup(&acme, h1).await.expect("cleanup");
+    b.cleanup(&acme, h1).await.expect("cleanup twice");
+    assert_eq!(txt_values(bind.port, fqdn).await, vec![dns01_value("two.thumb")]);
+    b.cleanup(&acme, h2).await.expect("cleanup");
+    assert!(txt_values(bind.port, fqdn).await.is_empty());
+
+    // A key BIND does not accept: the update is refused as an authentication problem.
+    let refused = issuer(&app, "refused", json!({"dns_solver": "wrong-key"})).await;
+    let result = b.present_dns(&refused, "api.example.test", "x.thumb").await;
+    assert!(matches!(result, Err(PluginFailure::Auth(_))), "{result:?}");
+    assert!(
+        txt_values(bind.port, "_acme-challenge.api.example.test")
+            .await
+            .is_empty()
+    );
+}
