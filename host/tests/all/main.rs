@@ -1,6 +1,7 @@
 //! All integration tests in one binary (one link step, shared fixtures).
 //! PostgreSQL tests need CERTCTL_TEST_POSTGRES_URL, which scripts/test.sh sets.
 
+mod acme;
 mod api;
 pub mod challenges;
 mod common;

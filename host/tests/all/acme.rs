@@ -1,0 +1,299 @@
+//! The ACME issuer plugin end to end against a real ACME server (Pebble), through the REST API
+//! and the job runner: http-01 answered by the host's challenge listener, dns-01 published
+//! through the powerdns plugin into a real PowerDNS that Pebble queries. The chains verify with
+//! openssl against Pebble's root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use certctl::challenge::ChallengeSettings;
+use certctl::plugins::grants::Grants;
+use serde_json::{Value, json};
+
+use crate::challenges::{Pdns, pdns};
+use crate::common::{Backend, TestApp};
+use crate::sandbox::shipped_dir;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+struct Pebble {
+    child: Child,
+    port: u16,
+    management_port: u16,
+    /// The CA certificate of Pebble's own HTTPS listeners, for the plugin to trust.
+    tls_ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts Pebble resolving names through `dns_port`, validating http-01 on `http_port`.
+/// `nonce_reject` is the percentage of nonces refused (a real client retries badNonce).
+async fn pebble(dns_port: u16, http_port: u16, nonce_reject: u8) -> Pebble {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    // A small CA and a server certificate for Pebble's own HTTPS listeners (rustls will not
+    // take a CA certificate as a server's).
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pebble listener test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("server cert");
+    std::fs::write(d.join("ca.pem"), ca_cert.pem()).expect("write");
+    std::fs::write(d.join("cert.pem"), cert.pem()).expect("write");
+    std::fs::write(d.join("key.pem"), key.serialize_pem()).expect("write");
+    let (port, management_port) = (free_port(), free_port());
+    let config = json!({"pebble": {
+        "listenAddress": format!("127.0.0.1:{port}"),
+        "managementListenAddress": format!("127.0.0.1:{management_port}"),
+        "certificate": d.join("cert.pem"),
+        "privateKey": d.join("key.pem"),
+        "httpPort": http_port,
+        "tlsPort": free_port(),
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": false,
+    }});
+    std::fs::write(d.join("pebble.json"), config.to_string()).expect("write");
+    let server = Pebble {
+        child: Command::new("pebble")
+            .arg("-config")
+            .arg(d.join("pebble.json"))
+            .arg("-dnsserver")
+            .arg(format!("127.0.0.1:{dns_port}"))
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", nonce_reject.to_string())
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble (Debian package pebble, installed by scripts/test.sh)"),
+        port,
+        management_port,
+        tls_ca: d.join("ca.pem"),
+        _dir: dir,
+    };
+    let client = https_client(&server.tls_ca);
+    for _ in 0..100 {
+        if client
+            .get(format!("https://127.0.0.1:{port}/dir"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("Pebble did not start");
+}
+
+fn https_client(ca: &Path) -> reqwest::Client {
+    let pem = std::fs::read(ca).expect("ca");
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+        .build()
+        .expect("client")
+}
+
+async fn get(app: &TestApp, path: &str) -> Value {
+    let (status, body) = app.admin("GET", path, None).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body
+}
+
+/// Runs jobs, moving the clock over the plugin's waits, until the certificate is issued.
+async fn issue_until_active(app: &TestApp, id: &str) {
+    for _ in 0..120 {
+        app.lifecycle.run_due_jobs().await.expect("jobs");
+        let cert = get(app, &format!("/api/v1/certificates/{id}")).await;
+        if cert["status"] == "active" || cert["status"] == "expiring" {
+            return;
+        }
+        if cert["status"] == "failed" {
+            let jobs = get(app, &format!("/api/v1/jobs?certificate_id={id}")).await;
+            panic!("issuance failed: {jobs}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.lifecycle.clock.advance(2);
+    }
+    let jobs = get(app, &format!("/api/v1/jobs?certificate_id={id}")).await;
+    panic!("not issued in time: {jobs}");
+}
+
+/// openssl verifies the issued chain to Pebble's root.
+async fn verify_with_pebble_root(app: &TestApp, pebble: &Pebble, id: &str) -> String {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = https_client(&pebble.tls_ca)
+        .get(format!("https://127.0.0.1:{}/roots/0", pebble.management_port))
+        .send()
+        .await
+        .expect("root")
+        .text()
+        .await
+        .expect("root PEM");
+    std::fs::write(dir.path().join("root.pem"), root).expect("write");
+    for part in ["cert", "chain"] {
+        let (status, body) = app
+            .admin("GET", &format!("/api/v1/certificates/{id}/download?part={part}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        std::fs::write(dir.path().join(format!("{part}.pem")), body.as_str().expect("PEM")).expect("write");
+    }
+    let out = Command::new("openssl")
+        .args(["verify", "-CAfile", "root.pem", "-untrusted", "chain.pem", "cert.pem"])
+        .current_dir(dir.path())
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && text.contains("cert.pem: OK"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(
+        &Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in", "cert.pem"])
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl")
+            .stdout,
+    )
+    .into_owned()
+}
+
+async fn acme_app(pdns: &Pdns, pebble: &Pebble, http_port: u16) -> TestApp {
+    let grants = format!(
+        "[acme]\noutbound_hosts = [\"https://127.0.0.1:{}\"]\nallow_private_networks = true\n\
+         [powerdns]\noutbound_hosts = [\"http://127.0.0.1:{}\"]\nallow_private_networks = true\n",
+        pebble.port, pdns.web_port
+    );
+    let dns: std::net::SocketAddr = format!("127.0.0.1:{}", pdns.dns_port).parse().expect("addr");
+    let http01: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("addr");
+    let app = TestApp::with_options(
+        Backend::Sqlite,
+        vec![shipped_dir()],
+        Grants::parse(&grants).expect("grants"),
+        ChallengeSettings {
+            http01_address: Some(http01),
+            resolvers: vec![dns],
+            nameserver_port: pdns.dns_port,
+            timeout: Duration::from_secs(3),
+            ..ChallengeSettings::default()
+        },
+        Some(pebble.tls_ca.clone()),
+    )
+    .await;
+    let broker = app
+        .lifecycle
+        .plugins
+        .services()
+        .and_then(|s| s.challenges.clone())
+        .expect("broker");
+    let listener = tokio::net::TcpListener::bind(http01).await.expect("bind http-01");
+    let responder = broker.responder();
+    tokio::spawn(async move { axum::serve(listener, responder).await });
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_and_dns01_issuance_against_pebble() {
+    let pdns = pdns(&["web", "api"]).await;
+    let http_port = free_port();
+    // One in five nonces refused: the plugin must retry badNonce.
+    let pebble = pebble(pdns.dns_port, http_port, 20).await;
+    let app = acme_app(&pdns, &pebble, http_port).await;
+    let directory = format!("https://127.0.0.1:{}/dir", pebble.port);
+
+    // http-01, served by the host's listener.
+    let (status, issuer) = app
+        .admin(
+            "POST",
+            "/api/v1/issuers",
+            Some(json!({"name": "pebble-http", "plugin": "acme",
+                        "config": {"directory_url": directory, "challenge": "http-01"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issuer}");
+    let (status, cert) = app
+        .admin(
+            "POST",
+            "/api/v1/certificates",
+            Some(
+                json!({"name": "web", "common_name": "web.example.test", "key_generation": "server",
+                        "issuer_id": issuer["id"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{cert}");
+    let id = cert["id"].as_str().expect("id");
+    issue_until_active(&app, id).await;
+    let sans = verify_with_pebble_root(&app, &pebble, id).await;
+    assert!(sans.contains("DNS:web.example.test"), "{sans}");
+
+    // dns-01 with a wildcard and its apex: two values at one TXT name, through PowerDNS.
+    let (status, solver) = app
+        .admin(
+            "POST",
+            "/api/v1/dns-solvers",
+            Some(json!({"name": "pdns", "plugin": "powerdns",
+                        "config": {"api_url": format!("http://127.0.0.1:{}", pdns.web_port),
+                                   "api_key": format!("file:{}", pdns.key_file.display())}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{solver}");
+    let (status, issuer) = app
+        .admin(
+            "POST",
+            "/api/v1/issuers",
+            Some(json!({"name": "pebble-dns", "plugin": "acme",
+                        "config": {"directory_url": directory, "challenge": "dns-01", "dns_solver": "pdns"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issuer}");
+    let (status, cert) = app
+        .admin(
+            "POST",
+            "/api/v1/certificates",
+            Some(
+                json!({"name": "wild", "common_name": "api.example.test", "sans": ["*.api.example.test"],
+                        "key_generation": "server", "issuer_id": issuer["id"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{cert}");
+    let id = cert["id"].as_str().expect("id");
+    issue_until_active(&app, id).await;
+    let sans = verify_with_pebble_root(&app, &pebble, id).await;
+    assert!(
+        sans.contains("DNS:*.api.example.test") && sans.contains("DNS:api.example.test"),
+        "{sans}"
+    );
+    // Every challenge record is gone afterwards.
+    assert!(
+        crate::challenges::txt_values(pdns.dns_port, "_acme-challenge.api.example.test")
+            .await
+            .is_empty(),
+        "challenge records cleaned up"
+    );
+}
