@@ -12,7 +12,7 @@ use certctl::challenge::ChallengeSettings;
 use certctl::plugins::grants::Grants;
 use serde_json::{Value, json};
 
-use crate::challenges::{Pdns, pdns};
+use crate::challenges::{bind, pdns};
 use crate::common::{Backend, TestApp};
 use crate::sandbox::shipped_dir;
 
@@ -182,22 +182,23 @@ async fn verify_with_pebble_root(app: &TestApp, pebble: &Pebble, id: &str) -> St
     .into_owned()
 }
 
-async fn acme_app(pdns: &Pdns, pebble: &Pebble, http_port: u16) -> TestApp {
+/// An app that trusts Pebble, answers http-01 on `http_port`, resolves through the DNS server
+/// on `dns_port`, and grants the plugins in `solver_grants` (extra grants-file entries).
+async fn acme_app(backend: Backend, dns_port: u16, solver_grants: &str, pebble: &Pebble, http_port: u16) -> TestApp {
     let grants = format!(
-        "[acme]\noutbound_hosts = [\"https://127.0.0.1:{}\"]\nallow_private_networks = true\n\
-         [powerdns]\noutbound_hosts = [\"http://127.0.0.1:{}\"]\nallow_private_networks = true\n",
-        pebble.port, pdns.web_port
+        "[acme]\noutbound_hosts = [\"https://127.0.0.1:{}\"]\nallow_private_networks = true\n{solver_grants}",
+        pebble.port
     );
-    let dns: std::net::SocketAddr = format!("127.0.0.1:{}", pdns.dns_port).parse().expect("addr");
+    let dns: std::net::SocketAddr = format!("127.0.0.1:{dns_port}").parse().expect("addr");
     let http01: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("addr");
     let app = TestApp::with_options(
-        Backend::Sqlite,
+        backend,
         vec![shipped_dir()],
         Grants::parse(&grants).expect("grants"),
         ChallengeSettings {
             http01_address: Some(http01),
             resolvers: vec![dns],
-            nameserver_port: pdns.dns_port,
+            nameserver_port: dns_port,
             timeout: Duration::from_secs(3),
             ..ChallengeSettings::default()
         },
@@ -216,13 +217,16 @@ async fn acme_app(pdns: &Pdns, pebble: &Pebble, http_port: u16) -> TestApp {
     app
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http01_and_dns01_issuance_against_pebble() {
+async fn http01_and_dns01_issuance_against_pebble(backend: Backend) {
     let pdns = pdns(&["web", "api"]).await;
     let http_port = free_port();
     // One in five nonces refused: the plugin must retry badNonce.
     let pebble = pebble(pdns.dns_port, http_port, 20).await;
-    let app = acme_app(&pdns, &pebble, http_port).await;
+    let solver_grants = format!(
+        "[powerdns]\noutbound_hosts = [\"http://127.0.0.1:{}\"]\nallow_private_networks = true\n",
+        pdns.web_port
+    );
+    let app = acme_app(backend, pdns.dns_port, &solver_grants, &pebble, http_port).await;
     let directory = format!("https://127.0.0.1:{}/dir", pebble.port);
 
     // http-01, served by the host's listener.
@@ -297,3 +301,65 @@ async fn http01_and_dns01_issuance_against_pebble() {
         "challenge records cleaned up"
     );
 }
+
+/// dns-01 for the apex and the wildcard of one name in one order, published with RFC 2136
+/// updates into a real BIND that Pebble queries.
+async fn dns01_through_rfc2136_into_bind_against_pebble(backend: Backend) {
+    let bind = bind().await;
+    let http_port = free_port();
+    let pebble = pebble(bind.port, http_port, 5).await;
+    let solver_grants = format!(
+        "[rfc2136]\noutbound_hosts = [\"dns://127.0.0.1:{}\"]\nallow_private_networks = true\n",
+        bind.port
+    );
+    let app = acme_app(backend, bind.port, &solver_grants, &pebble, http_port).await;
+    let (status, solver) = app
+        .admin(
+            "POST",
+            "/api/v1/dns-solvers",
+            Some(json!({"name": "bind", "plugin": "rfc2136",
+                        "config": {"server": format!("127.0.0.1:{}", bind.port), "tsig_key_name": "certctl.",
+                                   "tsig_secret": format!("file:{}", bind.secret_file.display())}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{solver}");
+    let (status, issuer) = app
+        .admin(
+            "POST",
+            "/api/v1/issuers",
+            Some(json!({"name": "pebble-bind", "plugin": "acme",
+                        "config": {"directory_url": format!("https://127.0.0.1:{}/dir", pebble.port),
+                                   "challenge": "dns-01", "dns_solver": "bind"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issuer}");
+    let (status, cert) = app
+        .admin(
+            "POST",
+            "/api/v1/certificates",
+            Some(
+                json!({"name": "zone", "common_name": "example.test", "sans": ["*.example.test"],
+                        "key_generation": "server", "issuer_id": issuer["id"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{cert}");
+    let id = cert["id"].as_str().expect("id");
+    issue_until_active(&app, id).await;
+    let sans = verify_with_pebble_root(&app, &pebble, id).await;
+    assert!(
+        sans.contains("DNS:*.example.test") && sans.contains("DNS:example.test"),
+        "{sans}"
+    );
+    assert!(
+        crate::challenges::txt_values(bind.port, "_acme-challenge.example.test")
+            .await
+            .is_empty(),
+        "challenge records cleaned up"
+    );
+}
+
+crate::on_both_backends!(
+    http01_and_dns01_issuance_against_pebble,
+    dns01_through_rfc2136_into_bind_against_pebble,
+);
