@@ -359,6 +359,97 @@ async fn dns01_through_rfc2136_into_bind_against_pebble(backend: Backend) {
     );
 }
 
+/// The server dies during an order (after the challenge is presented, while it holds the job's
+/// lease) and another server on the same database takes over when the lease expires: the order
+/// is resumed, not restarted, one certificate is stored, and no challenge is left presented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_survives_the_death_of_its_server() {
+    let pdns = pdns(&["web"]).await;
+    let http_port = free_port();
+    let pebble = pebble(pdns.dns_port, http_port, 0).await;
+    let app = acme_app(Backend::Postgres, pdns.dns_port, "", &pebble, http_port).await;
+    let (status, issuer) = app
+        .admin(
+            "POST",
+            "/api/v1/issuers",
+            Some(json!({"name": "pebble", "plugin": "acme",
+                        "config": {"directory_url": format!("https://127.0.0.1:{}/dir", pebble.port)}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issuer}");
+    let (status, cert) = app
+        .admin(
+            "POST",
+            "/api/v1/certificates",
+            Some(
+                json!({"name": "web", "common_name": "web.example.test", "key_generation": "server",
+                        "issuer_id": issuer["id"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{cert}");
+    let id = cert["id"].as_str().expect("id");
+
+    // First server: the order is opened and its challenge presented; the job sleeps.
+    app.lifecycle.run_due_jobs().await.expect("jobs");
+    let job = get(&app, &format!("/api/v1/jobs?certificate_id={id}")).await["items"][0].clone();
+    assert_eq!(job["state"], "pending", "{job}");
+    assert!(
+        job["payload"]["issuer_state"].is_string(),
+        "the order state is persisted: {job}"
+    );
+    // It takes the job again and dies holding the lease.
+    let job_id = job["id"].as_str().expect("job id").to_string();
+    let later = certctl::model::Timestamp(certctl::model::Timestamp::now().0 + 5);
+    let leased = app
+        .store
+        .lease_jobs("server-that-dies", 10, 300, later)
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), 1);
+
+    // Second server, its own pool, same database: nothing to do until the lease expires.
+    let store = certctl::store::Store::connect(&app.db.url, 4).await.expect("pool");
+    let survivor = std::sync::Arc::new(certctl::lifecycle::Lifecycle::new(
+        store,
+        app.lifecycle.plugins.clone(),
+        app.lifecycle.keystore.clone(),
+        app.lifecycle.metrics.clone(),
+    ));
+    assert_eq!(survivor.run_due_jobs().await.expect("jobs"), 0, "the lease still holds");
+    survivor.clock.advance(400);
+    let mut issued = false;
+    for _ in 0..60 {
+        survivor.run_due_jobs().await.expect("jobs");
+        let cert = get(&app, &format!("/api/v1/certificates/{id}")).await;
+        if cert["current_version_id"].is_string() {
+            issued = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        survivor.clock.advance(2);
+    }
+    assert!(issued, "{}", get(&app, &format!("/api/v1/jobs/{job_id}")).await);
+    let versions = get(&app, &format!("/api/v1/certificates/{id}/versions")).await;
+    assert_eq!(versions.as_array().expect("list").len(), 1, "one certificate, not two");
+    let job = get(&app, &format!("/api/v1/jobs/{job_id}")).await;
+    assert_eq!(job["state"], "completed", "{job}");
+    let resumed = job["payload"]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s["step"] == "order")
+        .count();
+    assert_eq!(resumed, 1, "the order was begun once and resumed afterwards: {job}");
+    let left = app
+        .store
+        .stale_challenges(certctl::model::Timestamp(i64::MAX / 2))
+        .await
+        .expect("challenges");
+    assert!(left.is_empty(), "no challenge left presented: {left:?}");
+    verify_with_pebble_root(&app, &pebble, id).await;
+}
+
 crate::on_both_backends!(
     http01_and_dns01_issuance_against_pebble,
     dns01_through_rfc2136_into_bind_against_pebble,
