@@ -1,6 +1,7 @@
 //! A small DNS client for the challenge broker: SOA (zone of a name), NS and A/AAAA (the
 //! authoritative servers), TXT (propagation). One question per query over UDP with EDNS0, TCP
-//! when the answer is truncated. Only what dns-01 needs; no caching, no DNSSEC.
+//! when the answer is truncated. Only what dns-01 needs; no caching, no DNSSEC. The same
+//! transport ([`exchange`]) carries plugins' own messages for `host-dns`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -111,13 +112,12 @@ fn name_at(msg: &[u8], mut pos: usize) -> Result<(String, usize), String> {
     Err("DNS name compression loop".to_string())
 }
 
-fn parse(msg: &[u8], id: u16) -> Result<(Response, bool), String> {
+fn parse(msg: &[u8], id: u16) -> Result<Response, String> {
     let mut r = Reader { msg, pos: 0 };
     if r.u16()? != id {
         return Err("answer to another query (id mismatch)".into());
     }
     let flags = r.u16()?;
-    let truncated = flags & 0x0200 != 0;
     let (qd, an, ns, _ar) = (r.u16()?, r.u16()?, r.u16()?, r.u16()?);
     for _ in 0..qd {
         r.name()?;
@@ -165,7 +165,7 @@ fn parse(msg: &[u8], id: u16) -> Result<(Response, bool), String> {
     for _ in 0..ns {
         resp.authority.push(record(&mut r)?);
     }
-    Ok((resp, truncated))
+    Ok(resp)
 }
 
 /// Asks `server` one question. `recursion`: set RD (for resolvers); off for authoritative
@@ -179,47 +179,10 @@ pub async fn query(
 ) -> Result<Response, String> {
     let id: u16 = rand::random();
     let q = encode_query(id, name, rtype, recursion)?;
-    let udp = async {
-        let bind: SocketAddr = if server.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let sock = tokio::net::UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
-        sock.connect(server).await.map_err(|e| e.to_string())?;
-        sock.send(&q).await.map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let n = sock.recv(&mut buf).await.map_err(|e| e.to_string())?;
-            // Ignore stray datagrams with another id.
-            if n >= 2 && buf[..2] == id.to_be_bytes() {
-                return parse(&buf[..n], id);
-            }
-        }
-    };
-    let (resp, truncated) = tokio::time::timeout(timeout, udp)
+    let answer = exchange(server, &q, false, timeout)
         .await
-        .map_err(|_| format!("{server} did not answer {name} within {timeout:?}"))?
-        .map_err(|e| format!("{server}: {e}"))?;
-    if !truncated {
-        return Ok(resp);
-    }
-    let tcp = async {
-        let mut stream = tokio::net::TcpStream::connect(server)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-        framed.extend_from_slice(&q);
-        stream.write_all(&framed).await.map_err(|e| e.to_string())?;
-        let len = stream.read_u16().await.map_err(|e| e.to_string())? as usize;
-        let mut buf = vec![0u8; len];
-        stream.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
-        parse(&buf, id).map(|(r, _)| r)
-    };
-    tokio::time::timeout(timeout, tcp)
-        .await
-        .map_err(|_| format!("{server} did not answer {name} over TCP within {timeout:?}"))?
-        .map_err(|e| format!("{server} (TCP): {e}"))
+        .map_err(|e| format!("asking {server} for {name}: {e}"))?;
+    parse(&answer, id)
 }
 
 /// Sends a complete DNS message to `server` and returns the response with the same id: over

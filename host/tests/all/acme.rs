@@ -116,6 +116,13 @@ fn https_client(ca: &Path) -> reqwest::Client {
         .expect("client")
 }
 
+/// POSTs `body` to `path` as an admin and returns the created object.
+async fn create(app: &TestApp, path: &str, body: Value) -> Value {
+    let (status, created) = app.admin("POST", path, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{path}: {created}");
+    created
+}
+
 async fn get(app: &TestApp, path: &str) -> Value {
     let (status, body) = app.admin("GET", path, None).await;
     assert_eq!(status, StatusCode::OK, "{path}: {body}");
@@ -230,15 +237,13 @@ async fn http01_and_dns01_issuance_against_pebble(backend: Backend) {
     let directory = format!("https://127.0.0.1:{}/dir", pebble.port);
 
     // http-01, served by the host's listener.
-    let (status, issuer) = app
-        .admin(
-            "POST",
-            "/api/v1/issuers",
-            Some(json!({"name": "pebble-http", "plugin": "acme",
-                        "config": {"directory_url": directory, "challenge": "http-01"}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{issuer}");
+    let issuer = create(
+        &app,
+        "/api/v1/issuers",
+        json!({"name": "pebble-http", "plugin": "acme",
+                        "config": {"directory_url": directory, "challenge": "http-01"}}),
+    )
+    .await;
     let (status, cert) = app
         .admin(
             "POST",
@@ -256,25 +261,21 @@ async fn http01_and_dns01_issuance_against_pebble(backend: Backend) {
     assert!(sans.contains("DNS:web.example.test"), "{sans}");
 
     // dns-01 with a wildcard and its apex: two values at one TXT name, through PowerDNS.
-    let (status, solver) = app
-        .admin(
-            "POST",
-            "/api/v1/dns-solvers",
-            Some(json!({"name": "pdns", "plugin": "powerdns",
+    create(
+        &app,
+        "/api/v1/dns-solvers",
+        json!({"name": "pdns", "plugin": "powerdns",
                         "config": {"api_url": format!("http://127.0.0.1:{}", pdns.web_port),
-                                   "api_key": format!("file:{}", pdns.key_file.display())}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{solver}");
-    let (status, issuer) = app
-        .admin(
-            "POST",
-            "/api/v1/issuers",
-            Some(json!({"name": "pebble-dns", "plugin": "acme",
-                        "config": {"directory_url": directory, "challenge": "dns-01", "dns_solver": "pdns"}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{issuer}");
+                                   "api_key": format!("file:{}", pdns.key_file.display())}}),
+    )
+    .await;
+    let issuer = create(
+        &app,
+        "/api/v1/issuers",
+        json!({"name": "pebble-dns", "plugin": "acme",
+                        "config": {"directory_url": directory, "challenge": "dns-01", "dns_solver": "pdns"}}),
+    )
+    .await;
     let (status, cert) = app
         .admin(
             "POST",
@@ -313,26 +314,22 @@ async fn dns01_through_rfc2136_into_bind_against_pebble(backend: Backend) {
         bind.port
     );
     let app = acme_app(backend, bind.port, &solver_grants, &pebble, http_port).await;
-    let (status, solver) = app
-        .admin(
-            "POST",
-            "/api/v1/dns-solvers",
-            Some(json!({"name": "bind", "plugin": "rfc2136",
+    create(
+        &app,
+        "/api/v1/dns-solvers",
+        json!({"name": "bind", "plugin": "rfc2136",
                         "config": {"server": format!("127.0.0.1:{}", bind.port), "tsig_key_name": "certctl.",
-                                   "tsig_secret": format!("file:{}", bind.secret_file.display())}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{solver}");
-    let (status, issuer) = app
-        .admin(
-            "POST",
-            "/api/v1/issuers",
-            Some(json!({"name": "pebble-bind", "plugin": "acme",
+                                   "tsig_secret": format!("file:{}", bind.secret_file.display())}}),
+    )
+    .await;
+    let issuer = create(
+        &app,
+        "/api/v1/issuers",
+        json!({"name": "pebble-bind", "plugin": "acme",
                         "config": {"directory_url": format!("https://127.0.0.1:{}/dir", pebble.port),
-                                   "challenge": "dns-01", "dns_solver": "bind"}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{issuer}");
+                                   "challenge": "dns-01", "dns_solver": "bind"}}),
+    )
+    .await;
     let (status, cert) = app
         .admin(
             "POST",
@@ -368,15 +365,13 @@ async fn an_order_survives_the_death_of_its_server() {
     let http_port = free_port();
     let pebble = pebble(pdns.dns_port, http_port, 0).await;
     let app = acme_app(Backend::Postgres, pdns.dns_port, "", &pebble, http_port).await;
-    let (status, issuer) = app
-        .admin(
-            "POST",
-            "/api/v1/issuers",
-            Some(json!({"name": "pebble", "plugin": "acme",
-                        "config": {"directory_url": format!("https://127.0.0.1:{}/dir", pebble.port)}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{issuer}");
+    let issuer = create(
+        &app,
+        "/api/v1/issuers",
+        json!({"name": "pebble", "plugin": "acme",
+                        "config": {"directory_url": format!("https://127.0.0.1:{}/dir", pebble.port)}}),
+    )
+    .await;
     let (status, cert) = app
         .admin(
             "POST",
