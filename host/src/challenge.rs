@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::dns;
 use crate::model::{InstanceKind, Timestamp};
-use crate::plugins::registry::Registry;
+use crate::plugins::registry::{ConfigProblem, Registry};
 use crate::plugins::{PluginFailure, v0_1};
 use crate::store::Store;
 use crate::store::challenges::{Challenge, NewChallenge};
@@ -152,14 +152,16 @@ impl ChallengeBroker {
                     "config.dns_solver: no DNS-solver instance named {name:?} (see GET /api/v1/dns-solvers)"
                 ))
             })?;
-        let manifest = self
-            .registry()?
-            .manifest(&solver.plugin)
-            .ok_or_else(|| transient(format!("plugin {} is not loaded", solver.plugin)))?;
-        let config = crate::secrets::resolve(&manifest, &solver.config).map_err(|(field, message)| {
-            PluginFailure::InvalidConfig(format!("DNS solver {name}: {field}: {message}"))
-        })?;
+        let config = self.solver_config(&solver)?;
         Ok((solver, config))
+    }
+
+    /// The solver instance's configuration, secrets resolved.
+    fn solver_config(&self, solver: &crate::model::PluginInstance) -> Result<String, PluginFailure> {
+        self.registry()?.instance_config(solver).map_err(|p| match p {
+            ConfigProblem::NotLoaded(_) => transient(p.to_string()),
+            ConfigProblem::Invalid(m) => PluginFailure::InvalidConfig(format!("DNS solver {}: {m}", solver.name)),
+        })
     }
 
     pub async fn present_dns(
@@ -371,12 +373,7 @@ impl ChallengeBroker {
                         "DNS-solver instance {solver_id} was deleted; remove the record by hand"
                     ))
                 })?;
-            let manifest = self
-                .registry()?
-                .manifest(&solver.plugin)
-                .ok_or_else(|| transient(format!("plugin {} is not loaded", solver.plugin)))?;
-            let config = crate::secrets::resolve(&manifest, &solver.config)
-                .map_err(|(field, message)| PluginFailure::InvalidConfig(format!("{field}: {message}")))?;
+            let config = self.solver_config(&solver)?;
             let record = v0_1::DnsRecord {
                 zone: c.zone.clone().unwrap_or_default(),
                 fqdn: c.fqdn.clone().unwrap_or_default(),

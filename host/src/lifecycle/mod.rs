@@ -26,7 +26,7 @@ use crate::model::{
     Certificate, CertificateVersion, ErrorClass, EventKind, InstanceKind, Job, JobKind, JobState, KeyGeneration,
     PluginInstance, RevocationReason, Severity, Timestamp,
 };
-use crate::plugins::registry::{IssuerAnswer, Registry};
+use crate::plugins::registry::{ConfigProblem, IssuerAnswer, Registry};
 use crate::plugins::{CallError, CallOutcome, PluginFailure, v0_1};
 use crate::store::jobs::{JobFailure, NewJob};
 use crate::store::lifecycle::NewVersion;
@@ -241,15 +241,10 @@ impl Lifecycle {
 
     /// The instance's configuration with its secrets resolved, ready for a call.
     fn resolved_config(&self, instance: &PluginInstance) -> Result<String, Failure> {
-        let manifest = self.plugins.manifest(&instance.plugin).ok_or_else(|| {
-            Failure::new(
-                ErrorClass::Other,
-                format!("plugin {} is not loaded (see GET /api/v1/plugins)", instance.plugin),
-                true,
-            )
-        })?;
-        crate::secrets::resolve(&manifest, &instance.config)
-            .map_err(|(field, message)| Failure::new(ErrorClass::Validation, format!("{field}: {message}"), false))
+        self.plugins.instance_config(instance).map_err(|p| match p {
+            ConfigProblem::NotLoaded(_) => Failure::new(ErrorClass::Other, p.to_string(), true),
+            ConfigProblem::Invalid(_) => Failure::new(ErrorClass::Validation, p.to_string(), false),
+        })
     }
 
     fn job_kind_for(cert: &Certificate) -> JobKind {

@@ -139,6 +139,17 @@ pub struct Registry {
     services: Option<Services>,
 }
 
+/// Why an instance's configuration cannot be handed to its plugin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigProblem {
+    /// Worth waiting for: the plugin may be (re)loaded.
+    #[error("plugin {0} is not loaded (see GET /api/v1/plugins)")]
+    NotLoaded(String),
+    /// `field: message`, e.g. a secret reference that does not resolve.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// What calls made for a plugin instance can use.
 #[derive(Clone)]
 pub struct Services {
@@ -308,6 +319,15 @@ impl Registry {
 
     pub fn manifest(&self, name: &str) -> Option<Manifest> {
         self.get(name).map(|p| p.manifest.clone())
+    }
+
+    /// An instance's configuration with its secret references resolved, ready for a call.
+    pub fn instance_config(&self, instance: &crate::model::PluginInstance) -> Result<String, ConfigProblem> {
+        let manifest = self
+            .manifest(&instance.plugin)
+            .ok_or_else(|| ConfigProblem::NotLoaded(instance.plugin.clone()))?;
+        crate::secrets::resolve(&manifest, &instance.config)
+            .map_err(|(field, message)| ConfigProblem::Invalid(format!("{field}: {message}")))
     }
 
     fn plugin_of_kind(&self, name: &str, kind: InstanceKind) -> Result<Arc<Loaded>, CallError> {
