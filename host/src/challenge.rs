@@ -8,11 +8,19 @@
 //! - http-01: the host records the token and serves it on its plain-HTTP challenge listener;
 //!   any replica can answer, since the answer comes from the database.
 //!
+//! - dns-persist-01: the host checks `_validation-persist.<domain>` on the authoritative
+//!   servers; a record that already authorises the account is used with no DNS write. Otherwise
+//!   the record waits for the operator's approval (`POST /api/v1/dns-persist/{id}/approve`),
+//!   is then published once through the DNS solver, and is never cleaned up.
+//!
 //! Every challenge is a row before anything is published; `cleanup` (or the scheduler, for
-//! challenges an order left behind) removes exactly what was published.
+//! challenges an order left behind) removes exactly what was published. Solver calls for one
+//! record name are serialised (apex and wildcard of a name share it), in this process and, on
+//! PostgreSQL, across replicas.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use axum::Router;
@@ -20,12 +28,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use base64::Engine;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::dns;
 use crate::model::{InstanceKind, Timestamp};
 use crate::plugins::registry::{ConfigProblem, Registry};
-use crate::plugins::{PluginFailure, v0_1};
+use crate::plugins::{CallOutcome, PluginFailure, v0_1};
 use crate::store::Store;
 use crate::store::challenges::{Challenge, NewChallenge};
 
@@ -61,6 +70,27 @@ pub struct ChallengeBroker {
     settings: ChallengeSettings,
     /// Set once the registry exists (the registry holds the broker; this breaks the cycle).
     registry: OnceLock<Weak<Registry>>,
+    /// One lock per record name, so two values at one name never race in a solver's
+    /// read-modify-write.
+    names: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// What a dns-persist-01 record must say, kept with its row (`detail`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PersistDetail {
+    pub issuer_domain_names: Vec<String>,
+    pub account_uri: String,
+    pub wildcard: bool,
+}
+
+/// Why an approval did not publish a dns-persist-01 record.
+#[derive(Debug)]
+pub enum ApprovalError {
+    NotFound,
+    /// The record is not awaiting approval (its state).
+    NotAwaiting(String),
+    /// Publishing failed; the record still awaits approval.
+    Failed(PluginFailure),
 }
 
 fn transient(m: impl Into<String>) -> PluginFailure {
@@ -82,6 +112,7 @@ impl ChallengeBroker {
             store,
             settings,
             registry: OnceLock::new(),
+            names: Mutex::new(HashMap::new()),
         }
     }
 
@@ -164,6 +195,33 @@ impl ChallengeBroker {
         })
     }
 
+    /// A solver's `present` or `cleanup` of `record`, holding the lock of its name.
+    async fn publish(
+        &self,
+        solver: &crate::model::PluginInstance,
+        config: &str,
+        record: &v0_1::DnsRecord,
+        present: bool,
+    ) -> Result<CallOutcome<()>, PluginFailure> {
+        let local = {
+            let mut names = self
+                .names
+                .lock()
+                .map_err(|_| transient("challenge name locks poisoned"))?;
+            names.retain(|_, m| Arc::strong_count(m) > 1);
+            names.entry(record.fqdn.clone()).or_default().clone()
+        };
+        let _held = local.lock().await;
+        let cluster = self
+            .store
+            .lock(crate::store::locks::key_for(&format!("dns-record:{}", record.fqdn)))
+            .await
+            .map_err(db)?;
+        let outcome = self.registry()?.dns(&solver.plugin, config, record, present).await;
+        cluster.release().await;
+        Ok(outcome)
+    }
+
     pub async fn present_dns(
         &self,
         issuer_id: &str,
@@ -198,7 +256,7 @@ impl ChallengeBroker {
             value,
             ttl: self.settings.ttl,
         };
-        let outcome = self.registry()?.dns(&solver.plugin, &config, &record, true).await;
+        let outcome = self.publish(&solver, &config, &record, true).await?;
         match outcome.result {
             Ok(Ok(())) => {
                 self.store.set_challenge_state(id, "present", None).await.map_err(db)?;
@@ -266,6 +324,9 @@ impl ChallengeBroker {
 
     pub async fn ready(&self, issuer_id: &str, handle: u64) -> Result<bool, PluginFailure> {
         let c = self.challenge(issuer_id, handle).await?;
+        if c.kind == "dns-persist-01" {
+            return self.persist_ready(&c).await;
+        }
         if c.state != "present" {
             return Err(PluginFailure::Permanent(format!(
                 "challenge {handle} is {}, not presented",
@@ -298,11 +359,23 @@ impl ChallengeBroker {
 
     /// True when every authoritative server of the zone answers the TXT value.
     async fn dns_ready(&self, c: &Challenge) -> Result<bool, PluginFailure> {
-        let (zone, fqdn, value) = (
+        let value = c.value.as_deref().unwrap_or_default();
+        self.on_every_server(
             c.zone.as_deref().unwrap_or_default(),
             c.fqdn.as_deref().unwrap_or_default(),
-            c.value.as_deref().unwrap_or_default(),
-        );
+            |values| values.iter().any(|v| v == value),
+        )
+        .await
+    }
+
+    /// True when every authoritative server of `zone` answers TXT values at `fqdn` that `accept`
+    /// takes; false when one does not (yet), or does not answer.
+    async fn on_every_server(
+        &self,
+        zone: &str,
+        fqdn: &str,
+        accept: impl Fn(&[String]) -> bool,
+    ) -> Result<bool, PluginFailure> {
         let ns = self.resolve(zone, dns::NS).await?;
         let names: Vec<String> = ns
             .answers
@@ -338,17 +411,204 @@ impl ChallengeBroker {
                         return Ok(false);
                     }
                 };
-                let has = answer
+                let values: Vec<String> = answer
                     .answers
                     .iter()
-                    .any(|r| r.data == dns::Data::Txt(value.to_string()));
-                if !has {
-                    tracing::debug!(%server, %fqdn, "propagation check: value not there yet");
+                    .filter_map(|r| match &r.data {
+                        dns::Data::Txt(t) => Some(t.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if !accept(&values) {
+                    tracing::debug!(%server, %fqdn, "propagation check: not there yet");
                     return Ok(false);
                 }
             }
         }
         Ok(true)
+    }
+
+    /// dns-persist-01: asks for `_validation-persist.<identifier>` authorising `account_uri` at
+    /// one of `issuer_domain_names`. A record already published that satisfies the draft's
+    /// rules is used as it is; otherwise the row waits for the operator's approval.
+    pub async fn present_persist(
+        &self,
+        issuer_id: &str,
+        identifier: &str,
+        issuer_domain_names: &[String],
+        account_uri: &str,
+        wildcard: bool,
+    ) -> Result<u64, PluginFailure> {
+        let issuers: Vec<String> = issuer_domain_names
+            .iter()
+            .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        if issuers.is_empty() {
+            return Err(PluginFailure::Permanent(format!(
+                "dns-persist-01 for {identifier}: the CA listed no issuer domain names"
+            )));
+        }
+        if let Some(bad) = issuers
+            .iter()
+            .find(|n| crate::persist::parse(&format!("{n}; accounturi=x")).is_err())
+        {
+            return Err(PluginFailure::Permanent(format!(
+                "dns-persist-01 for {identifier}: {bad:?} is not an issuer domain name"
+            )));
+        }
+        if account_uri.is_empty() || !account_uri.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b';') {
+            return Err(PluginFailure::Permanent(format!(
+                "dns-persist-01 for {identifier}: {account_uri:?} cannot be an accounturi value"
+            )));
+        }
+        let domain = identifier
+            .trim_start_matches("*.")
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let fqdn = format!("_validation-persist.{domain}");
+        let zone = self.zone_of(&fqdn).await?;
+        let detail = PersistDetail {
+            issuer_domain_names: issuers,
+            account_uri: account_uri.to_string(),
+            wildcard,
+        };
+        let value = crate::persist::record_value(&detail.issuer_domain_names[0], account_uri, wildcard);
+        // The solver is only needed to publish, after approval; a record published by hand
+        // needs none.
+        let solver_id = match self.solver_of(issuer_id).await {
+            Ok((solver, _)) => Some(solver.id),
+            Err(_) => None,
+        };
+        let id = self
+            .store
+            .insert_challenge(&NewChallenge {
+                instance_id: issuer_id.to_string(),
+                kind: "dns-persist-01",
+                identifier: identifier.to_string(),
+                zone: Some(zone.clone()),
+                fqdn: Some(fqdn.clone()),
+                value: Some(value.clone()),
+                solver_id,
+                detail: Some(serde_json::to_string(&detail).map_err(|e| transient(e.to_string()))?),
+                ..NewChallenge::default()
+            })
+            .await
+            .map_err(db)?;
+        if self.persist_satisfied(&zone, &fqdn, &detail).await? {
+            tracing::info!(%fqdn, "dns-persist-01: the record is already there; no DNS write");
+            self.store.set_challenge_state(id, "present", None).await.map_err(db)?;
+        } else {
+            let waiting = format!(
+                "awaiting approval: POST /api/v1/dns-persist/{id}/approve publishes {fqdn} TXT \"{value}\" \
+                 through the issuer's DNS solver (or publish it yourself)"
+            );
+            tracing::warn!(challenge = id, %fqdn, "dns-persist-01 record {waiting}");
+            self.store
+                .set_challenge_state(id, "awaiting_approval", Some(&waiting))
+                .await
+                .map_err(db)?;
+        }
+        handle(id)
+    }
+
+    async fn persist_satisfied(&self, zone: &str, fqdn: &str, d: &PersistDetail) -> Result<bool, PluginFailure> {
+        let now = Timestamp::now().0;
+        self.on_every_server(zone, fqdn, |values| {
+            values
+                .iter()
+                .any(|v| crate::persist::satisfies(v, &d.issuer_domain_names, &d.account_uri, d.wildcard, now))
+        })
+        .await
+    }
+
+    /// Ready once every authoritative server answers a satisfying record: published after
+    /// approval, or by the operator by hand.
+    async fn persist_ready(&self, c: &Challenge) -> Result<bool, PluginFailure> {
+        if c.state == "cleaned" || c.state == "failed" {
+            return Err(PluginFailure::Permanent(format!("challenge {} is {}", c.id, c.state)));
+        }
+        let detail: PersistDetail = serde_json::from_str(c.detail.as_deref().unwrap_or_default())
+            .map_err(|e| PluginFailure::Permanent(format!("challenge {}: unreadable detail: {e}", c.id)))?;
+        let ready = self
+            .persist_satisfied(
+                c.zone.as_deref().unwrap_or_default(),
+                c.fqdn.as_deref().unwrap_or_default(),
+                &detail,
+            )
+            .await?;
+        if ready && c.state != "present" {
+            self.store
+                .set_challenge_state(c.id, "present", None)
+                .await
+                .map_err(db)?;
+        }
+        Ok(ready)
+    }
+
+    /// The operator's approval: publishes a waiting dns-persist-01 record through the issuer's
+    /// DNS solver, once.
+    pub async fn approve_persist(&self, id: i64) -> Result<Challenge, ApprovalError> {
+        let fail = ApprovalError::Failed;
+        if !self.store.take_persist_approval(id).await.map_err(|e| fail(db(e)))? {
+            return match self.store.challenge_by_id(id).await.map_err(|e| fail(db(e)))? {
+                Some(c) if c.kind == "dns-persist-01" => Err(ApprovalError::NotAwaiting(c.state)),
+                _ => Err(ApprovalError::NotFound),
+            };
+        }
+        let c = self
+            .store
+            .challenge_by_id(id)
+            .await
+            .map_err(|e| fail(db(e)))?
+            .ok_or(ApprovalError::NotFound)?;
+        match self.publish_persist(&c).await {
+            Ok(()) => {
+                self.store
+                    .set_challenge_state(id, "present", None)
+                    .await
+                    .map_err(|e| fail(db(e)))?;
+                let mut c = c;
+                c.state = "present".into();
+                c.last_error = None;
+                Ok(c)
+            }
+            Err(f) => {
+                let message = format!("approved, but not published: {f}");
+                self.store
+                    .set_challenge_state(id, "awaiting_approval", Some(&message))
+                    .await
+                    .map_err(|e| fail(db(e)))?;
+                Err(fail(f))
+            }
+        }
+    }
+
+    async fn publish_persist(&self, c: &Challenge) -> Result<(), PluginFailure> {
+        let solver_id = c.solver_id.as_deref().ok_or_else(|| {
+            PluginFailure::InvalidConfig(format!(
+                "the issuer names no DNS-solver instance (config.dns_solver): publish {} TXT \"{}\" yourself",
+                c.fqdn.as_deref().unwrap_or_default(),
+                c.value.as_deref().unwrap_or_default()
+            ))
+        })?;
+        let solver = self
+            .store
+            .get_instance(InstanceKind::DnsSolver, solver_id)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| PluginFailure::InvalidConfig(format!("DNS-solver instance {solver_id} was deleted")))?;
+        let config = self.solver_config(&solver)?;
+        let record = v0_1::DnsRecord {
+            zone: c.zone.clone().unwrap_or_default(),
+            fqdn: c.fqdn.clone().unwrap_or_default(),
+            value: c.value.clone().unwrap_or_default(),
+            // Long-lived: the record is meant to stay.
+            ttl: 3600,
+        };
+        match self.publish(&solver, &config, &record, true).await?.result {
+            Ok(result) => result,
+            Err(e) => Err(transient(format!("DNS solver {} failed: {e}", solver.name))),
+        }
     }
 
     pub async fn cleanup(&self, issuer_id: &str, handle: u64) -> Result<(), PluginFailure> {
@@ -361,6 +621,7 @@ impl ChallengeBroker {
         if c.state == "cleaned" {
             return Ok(());
         }
+        // A dns-persist-01 record stays: that is the point of it. Only its row is closed.
         if c.kind == "dns-01" && c.state != "failed" {
             let solver_id = c.solver_id.as_deref().unwrap_or_default();
             let solver = self
@@ -380,12 +641,7 @@ impl ChallengeBroker {
                 value: c.value.clone().unwrap_or_default(),
                 ttl: self.settings.ttl,
             };
-            match self
-                .registry()?
-                .dns(&solver.plugin, &config, &record, false)
-                .await
-                .result
-            {
+            match self.publish(&solver, &config, &record, false).await?.result {
                 Ok(Ok(())) => {}
                 Ok(Err(f)) => return Err(f),
                 Err(e) => return Err(transient(format!("DNS solver {} failed: {e}", solver.name))),

@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod mail;
 pub mod metrics;
 pub mod model;
+pub mod persist;
 pub mod plugins;
 pub mod scaffold;
 pub mod secrets;

@@ -303,10 +303,26 @@ pub struct Certificate {
     pub renew_at: Option<Timestamp>,
     /// The version in use.
     pub current_version_id: Option<String>,
+    /// The issuer profile asked for (an ACME profile the CA's directory lists).
+    pub profile: Option<String>,
+    /// The CA's suggested renewal window for the current version (ACME Renewal Information,
+    /// RFC 9773), when its issuer offers one; `renew_at` then lies inside it.
+    pub renewal_window: Option<RenewalWindow>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
+}
+
+/// A CA's suggested renewal window (RFC 9773).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RenewalWindow {
+    #[schema(value_type = String, format = DateTime)]
+    pub start: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub end: Timestamp,
+    /// Why the CA moved the window (e.g. a revocation incident), if it said.
+    pub explanation_url: Option<String>,
 }
 
 /// One issued certificate of a managed certificate.

@@ -20,6 +20,33 @@ pub struct IssueRequest {
     pub validity_days: Option<u32>,
     /// Issuer-specific profile name (e.g. an ACME profile), if any.
     pub profile: Option<String>,
+    /// On a renewal: the certificate (PEM) this one replaces, so the CA can link the two
+    /// (ACME `replaces`, RFC 9773).
+    pub replaces: Option<String>,
+}
+
+/// When the CA suggests renewing a certificate (ACME Renewal Information, RFC 9773).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalWindow {
+    /// Seconds since the Unix epoch: renew no earlier than this...
+    pub start: u64,
+    /// ...and no later than this.
+    pub end: u64,
+    /// Seconds until the host should ask again.
+    pub retry_after: u32,
+    /// A page explaining why the window moved, if the CA gave one.
+    pub explanation_url: Option<String>,
+}
+
+impl From<RenewalWindow> for wit_issuer::RenewalWindow {
+    fn from(w: RenewalWindow) -> Self {
+        wit_issuer::RenewalWindow {
+            start: w.start,
+            end: w.end,
+            retry_after: w.retry_after,
+            explanation_url: w.explanation_url,
+        }
+    }
 }
 
 impl From<IssueRequest> for wit_issuer::IssueRequest {
@@ -29,6 +56,7 @@ impl From<IssueRequest> for wit_issuer::IssueRequest {
             names: r.names,
             validity_days: r.validity_days,
             profile: r.profile,
+            replaces: r.replaces,
         }
     }
 }
@@ -40,6 +68,7 @@ impl From<wit_issuer::IssueRequest> for IssueRequest {
             names: r.names,
             validity_days: r.validity_days,
             profile: r.profile,
+            replaces: r.replaces,
         }
     }
 }
@@ -133,6 +162,14 @@ pub trait Issuer {
         let _ = (config, certificate_pem, reason);
         Err(PluginError::permanent("this issuer cannot revoke certificates"))
     }
+
+    /// The CA's suggested renewal window for a certificate it issued (PEM, leaf first), or
+    /// `None` when the CA offers no renewal information (the default): the host then renews on
+    /// its own schedule.
+    fn renewal_info(config: &Self::Config, certificate_pem: &str) -> Result<Option<RenewalWindow>, PluginError> {
+        let _ = (config, certificate_pem);
+        Ok(None)
+    }
 }
 
 /// Connects an [`Issuer`] to the generated export glue. Used by [`register_issuer!`](crate::register_issuer).
@@ -170,6 +207,14 @@ impl<T: Issuer> wit_issuer::Guest for IssuerExport<T> {
     fn revoke(config: String, certificate: String, reason: u8) -> Result<(), wit::PluginError> {
         let config = Self::config(&config)?;
         T::revoke(&config, &certificate, reason).map_err(Into::into)
+    }
+
+    fn renewal_info(
+        config: String,
+        certificate: String,
+    ) -> Result<Option<wit_issuer::RenewalWindow>, wit::PluginError> {
+        let config = Self::config(&config)?;
+        Ok(T::renewal_info(&config, &certificate)?.map(Into::into))
     }
 }
 
@@ -334,6 +379,33 @@ pub mod challenge {
         #[cfg(not(target_arch = "wasm32"))]
         {
             let _ = (token, key_authorization);
+            Err(PluginError::permanent(super::OUTSIDE_HOST))
+        }
+    }
+
+    /// dns-persist-01 (draft-ietf-acme-dns-persist): the host makes sure TXT
+    /// `_validation-persist.<identifier>` authorises `account_uri` at one of
+    /// `issuer_domain_names` (the challenge's list), with `policy=wildcard` when `wildcard` is
+    /// set. A satisfying record already there is used without a DNS write; otherwise the
+    /// operator approves the record and the host publishes it once, never to clean it up.
+    pub fn present_persist(
+        identifier: &str,
+        issuer_domain_names: &[String],
+        account_uri: &str,
+        wildcard: bool,
+    ) -> Result<ChallengeHandle, PluginError> {
+        #[cfg(target_arch = "wasm32")]
+        return crate::bindings::issuer::certctl::plugin::host_challenge::present_persist(
+            identifier,
+            issuer_domain_names,
+            account_uri,
+            wildcard,
+        )
+        .map(ChallengeHandle)
+        .map_err(Into::into);
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let _ = (identifier, issuer_domain_names, account_uri, wildcard);
             Err(PluginError::permanent(super::OUTSIDE_HOST))
         }
     }

@@ -132,7 +132,7 @@ pub use config::config;
 pub use dns_solver::DnsSolver;
 pub use error::PluginError;
 #[cfg(feature = "issuer")]
-pub use issuer::{IssueRequest, Issuer, Progress, challenge, keystore, kv};
+pub use issuer::{IssueRequest, Issuer, Progress, RenewalWindow, challenge, keystore, kv};
 #[cfg(feature = "notifier")]
 pub use notifier::{Notifier, mail};
 pub use types::{DnsRecord, Event, Severity};

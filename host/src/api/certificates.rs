@@ -54,6 +54,9 @@ pub struct DeclareCertificate {
     pub renewal: RenewalPolicy,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// An issuer profile, e.g. an ACME profile the CA's directory lists (`shortlived`); the
+    /// issuer checks it when the CSR arrives. Absent: the issuer instance's default.
+    pub profile: Option<String>,
 }
 
 /// Changes to a certificate; absent fields stay as they are.
@@ -66,6 +69,8 @@ pub struct UpdateCertificate {
     pub issuer_id: Option<String>,
     pub renewal: Option<RenewalPolicy>,
     pub labels: Option<BTreeMap<String, String>>,
+    /// A new issuer profile; `""` removes it. Used from the next issuance on.
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -81,6 +86,22 @@ pub struct ListCertificates {
     pub q: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
+}
+
+/// A profile name: 1 to 64 letters, digits, `.`, `_` or `-`.
+fn check_profile(profile: &str) -> Result<(), ApiError> {
+    if profile.is_empty()
+        || profile.len() > 64
+        || !profile
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(ApiError::invalid(
+            "profile",
+            format!("{profile:?} is not a profile name: 1 to 64 letters, digits, '.', '_' or '-'"),
+        ));
+    }
+    Ok(())
 }
 
 /// Common name first, then the other SANs, validated, lower-cased, without duplicates.
@@ -153,6 +174,9 @@ pub async fn declare(
     let (common_name, sans) = normalise_names(&body.common_name, &body.sans)?;
     validate::labels("labels", &body.labels)?;
     check_renewal(&body.renewal)?;
+    if let Some(profile) = &body.profile {
+        check_profile(profile)?;
+    }
     if let Some(issuer) = &body.issuer_id {
         check_issuer(&state, issuer).await?;
     }
@@ -165,6 +189,7 @@ pub async fn declare(
         issuer_id: body.issuer_id,
         renewal: body.renewal,
         labels: body.labels,
+        profile: body.profile,
     };
     let audit = AuditEntry::new(caller.actor(), "certificate.create", "certificate", "")
         .with_detail(json!({"name": new.name, "sans": new.sans}));
@@ -241,6 +266,9 @@ pub async fn update(
     if let Some(renewal) = &body.renewal {
         check_renewal(renewal)?;
     }
+    if let Some(profile) = body.profile.as_deref().filter(|p| !p.is_empty()) {
+        check_profile(profile)?;
+    }
     if let Some(issuer) = &body.issuer_id {
         check_issuer(&state, issuer).await?;
     }
@@ -252,6 +280,7 @@ pub async fn update(
         issuer_id: body.issuer_id.map(Some),
         renewal: body.renewal,
         labels: body.labels,
+        profile: body.profile.map(|p| Some(p).filter(|p| !p.is_empty())),
     };
     let audit = AuditEntry::new(caller.actor(), "certificate.update", "certificate", &id);
     state

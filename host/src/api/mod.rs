@@ -11,6 +11,7 @@ mod jobs;
 mod keys;
 mod notifications;
 pub mod openapi;
+pub mod persist;
 mod plugins;
 mod system;
 mod validate;
@@ -114,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .merge(jobs::routes())
         .merge(issuance::routes())
         .merge(notifications::routes())
+        .merge(persist::routes())
         .merge(audit::routes());
     Router::new()
         .route("/health", get(system::health))

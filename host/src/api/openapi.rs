@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, certificates, error, instances, issuance, jobs, keys, notifications, plugins, system};
+use super::{audit, certificates, error, instances, issuance, jobs, keys, notifications, persist, plugins, system};
 use crate::model;
 
 struct BearerAuth;
@@ -67,9 +67,10 @@ impl Modify for InstanceKinds {
         jobs::list, jobs::fetch, jobs::cancel, jobs::retry, jobs::approve,
         keys::create, keys::list, keys::remove,
         audit::list,
+        persist::list, persist::approve,
     ),
     components(schemas(
-        error::ErrorBody, error::ErrorDetail, model::Certificate, model::PluginInstance, model::AuditEvent,
+        error::ErrorBody, error::ErrorDetail, persist::PersistRecord, model::Certificate, model::PluginInstance, model::AuditEvent,
         model::ApiKeyInfo, model::CertStatus, model::KeyType, model::KeyGeneration, model::RenewalPolicy,
         model::InstanceKind, model::Job, model::JobKind, model::JobState, model::ErrorClass, crate::auth::Role,
         model::CertificateVersion, model::RevocationReason, model::EventKind, model::Severity,

@@ -336,7 +336,7 @@ impl Lifecycle {
         let config = self
             .resolved_config(&issuer)
             .map_err(|f| invalid("issuer_id", f.message))?;
-        let request = issue_request(&cert, csr.der.clone());
+        let request = issue_request(&cert, csr.der.clone(), None);
         let outcome = self
             .plugins
             .issuer_check(&issuer.plugin, &issuer.id, &config, &request)
@@ -667,7 +667,8 @@ impl Lifecycle {
                     "order",
                     format!("asking issuer {} ({})", issuer.name, issuer.plugin),
                 );
-                let request = issue_request(&cert, csr.der.clone());
+                let replaces = self.store.current_chain(&cert.id).await.map_err(Failure::store)?;
+                let request = issue_request(&cert, csr.der.clone(), replaces);
                 self.issue_once(&issuer, &config, &request).await?
             }
         };
@@ -694,7 +695,7 @@ impl Lifecycle {
                     .map_err(Failure::store)?;
                 return Ok(Ended::Deferred);
             }
-            IssuerAnswer::Done => {
+            IssuerAnswer::Done | IssuerAnswer::Renewal(_) => {
                 return Err(Failure::new(
                     ErrorClass::Other,
                     "issuer answered without a certificate",
@@ -873,12 +874,14 @@ impl Lifecycle {
     }
 }
 
-/// The issue request for a certificate: its declared names, in the host's normal form.
-fn issue_request(cert: &Certificate, csr: Vec<u8>) -> v0_1::issuer::IssueRequest {
+/// The issue request for a certificate: its declared names in the host's normal form, its
+/// profile, and on a renewal the chain it replaces (ACME `replaces`, RFC 9773).
+fn issue_request(cert: &Certificate, csr: Vec<u8>, replaces: Option<String>) -> v0_1::issuer::IssueRequest {
     v0_1::issuer::IssueRequest {
         csr,
         names: cert.sans.clone(),
         validity_days: None,
-        profile: None,
+        profile: cert.profile.clone(),
+        replaces,
     }
 }

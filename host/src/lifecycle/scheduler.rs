@@ -18,6 +18,13 @@ use crate::store::locks::key_for;
 
 /// Certificates enqueued per round of the renewal scan.
 const RENEWAL_BATCH: i64 = 500;
+/// Renewal windows asked for per renewal scan (one issuer call each); the rest wait for the
+/// next scan.
+const RENEWAL_INFO_BATCH: i64 = 200;
+/// When an issuer offers no renewal information, ask again after this long.
+const RENEWAL_INFO_NONE_SECS: i64 = 7 * 86_400;
+/// After a failed renewal-info call, ask again after this long.
+const RENEWAL_INFO_RETRY_SECS: i64 = 3_600;
 /// Expiry alerts look this far ahead at most (the largest allowed threshold).
 const ALERT_HORIZON_DAYS: i64 = 366;
 
@@ -25,6 +32,7 @@ const ALERT_HORIZON_DAYS: i64 = 366;
 /// now; agent keys: waiting for the agent's CSR), then refreshes CRLs that are due. Returns the
 /// number of renewals enqueued.
 pub async fn renewal_scan(lc: &Lifecycle) -> Result<usize, StoreError> {
+    renewal_info_scan(lc).await?;
     let now = lc.clock.now();
     let mut enqueued = 0;
     loop {
@@ -71,6 +79,136 @@ pub async fn renewal_scan(lc: &Lifecycle) -> Result<usize, StoreError> {
         }
     }
     Ok(enqueued)
+}
+
+/// Asks issuers for the CA's suggested renewal window (ACME Renewal Information, RFC 9773) of
+/// certificates that are due to be asked, and moves their renewal date into the window: a
+/// uniformly random point of it (RFC 9773 §4.2), or now when the window is already open past
+/// that point. An issuer without renewal information answers none and keeps the host's own
+/// schedule. Returns the number of windows recorded.
+pub async fn renewal_info_scan(lc: &Lifecycle) -> Result<usize, StoreError> {
+    use crate::plugins::registry::IssuerAnswer;
+    use crate::store::lifecycle::RenewalInfoAnswer;
+
+    let now = lc.clock.now();
+    let due = lc.store.renewal_info_due(now, RENEWAL_INFO_BATCH).await?;
+    let mut windows = 0;
+    for cert in due {
+        let issuer = match lc
+            .store
+            .get_instance(crate::model::InstanceKind::Issuer, &cert.issuer_id)
+            .await?
+        {
+            Some(i) => i,
+            None => continue,
+        };
+        let answer = match lc.resolved_config(&issuer) {
+            Ok(config) => {
+                lc.plugins
+                    .issuer_renewal_info(&issuer.plugin, &issuer.id, &config, &cert.chain_pem)
+                    .await
+                    .result
+            }
+            Err(f) => {
+                tracing::debug!(issuer = %issuer.name, error = %f.message, "renewal info: issuer not usable");
+                lc.store
+                    .set_renewal_info(
+                        &cert.certificate_id,
+                        &cert.version_id,
+                        &RenewalInfoAnswer {
+                            window: None,
+                            renew_at: None,
+                            next_check: Timestamp(now.0 + RENEWAL_INFO_RETRY_SECS),
+                        },
+                    )
+                    .await?;
+                continue;
+            }
+        };
+        let record = match answer {
+            Ok(Ok(IssuerAnswer::Renewal(Some(w)))) => match window_answer(&cert, &w, now) {
+                Ok(a) => {
+                    windows += 1;
+                    a
+                }
+                Err(problem) => {
+                    tracing::warn!(certificate = %cert.certificate_id, issuer = %issuer.name, "{problem}");
+                    RenewalInfoAnswer {
+                        window: None,
+                        renew_at: None,
+                        next_check: Timestamp(now.0 + RENEWAL_INFO_RETRY_SECS),
+                    }
+                }
+            },
+            Ok(Ok(_)) => RenewalInfoAnswer {
+                window: None,
+                // Back to the host's own schedule, should the CA have stopped offering one.
+                renew_at: cert.renewal.renew_at(cert.not_before, cert.not_after),
+                next_check: Timestamp(now.0 + RENEWAL_INFO_NONE_SECS),
+            },
+            Ok(Err(f)) => {
+                tracing::warn!(certificate = %cert.certificate_id, issuer = %issuer.name, error = %f,
+                    "renewal info: the issuer failed; asking again later");
+                let wait = match f {
+                    crate::plugins::PluginFailure::RateLimited(Some(s)) => i64::from(s),
+                    _ => RENEWAL_INFO_RETRY_SECS,
+                };
+                RenewalInfoAnswer {
+                    window: None,
+                    renew_at: None,
+                    next_check: Timestamp(now.0 + wait),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(certificate = %cert.certificate_id, issuer = %issuer.name, error = %e,
+                    "renewal info: the issuer call failed; asking again later");
+                RenewalInfoAnswer {
+                    window: None,
+                    renew_at: None,
+                    next_check: Timestamp(now.0 + RENEWAL_INFO_RETRY_SECS),
+                }
+            }
+        };
+        lc.store
+            .set_renewal_info(&cert.certificate_id, &cert.version_id, &record)
+            .await?;
+    }
+    Ok(windows)
+}
+
+/// The renewal date inside a CA's window (RFC 9773 §4.2), or why the window is unusable.
+fn window_answer(
+    cert: &crate::store::lifecycle::RenewalInfoDue,
+    w: &crate::plugins::v0_1::issuer::RenewalWindow,
+    now: Timestamp,
+) -> Result<crate::store::lifecycle::RenewalInfoAnswer, String> {
+    use rand::Rng;
+    let start = i64::try_from(w.start).map_err(|_| format!("renewal window start {} out of range", w.start))?;
+    let end = i64::try_from(w.end).map_err(|_| format!("renewal window end {} out of range", w.end))?;
+    if end <= start {
+        return Err(format!(
+            "the CA's renewal window ends ({end}) before it starts ({start}); ignored"
+        ));
+    }
+    let window = (Timestamp(start), Timestamp(end));
+    // The same window as last time keeps the point chosen then (`None`: leave renew_at);
+    // a new or moved window gets a new point.
+    let renew_at = if cert.window == Some(window) {
+        None
+    } else {
+        let chosen = rand::rng().random_range(start..end);
+        // A point already past renews now; one past notAfter is no use either.
+        Some(Timestamp(chosen.max(now.0).min(cert.not_after.0)))
+    };
+    Ok(crate::store::lifecycle::RenewalInfoAnswer {
+        window: Some(crate::model::RenewalWindow {
+            start: Timestamp(start),
+            end: Timestamp(end),
+            explanation_url: w.explanation_url.clone(),
+        }),
+        renew_at: renew_at.filter(|_| cert.renewal.auto_renew),
+        next_check: Timestamp(now.0 + i64::from(w.retry_after.max(60))),
+    })
 }
 
 /// Sends an `expiring` alert at the most urgent threshold each certificate has crossed (once

@@ -81,6 +81,7 @@ enum IssuerStep<'a> {
     Begin(&'a v0_1::issuer::IssueRequest),
     Resume(&'a [u8]),
     Revoke(&'a str, u8),
+    RenewalInfo(&'a str),
 }
 
 /// What an issuer call returns: progress for begin/resume, nothing for check/revoke.
@@ -88,6 +89,8 @@ enum IssuerStep<'a> {
 pub enum IssuerAnswer {
     Progress(v0_1::issuer::Progress),
     Done,
+    /// `renewal-info`: the CA's suggested window, if it offers one.
+    Renewal(Option<v0_1::issuer::RenewalWindow>),
 }
 
 /// Fingerprint of a directory's plugin files, to notice changes cheaply.
@@ -478,6 +481,18 @@ impl Registry {
             .await
     }
 
+    /// Asks the issuer for the CA's suggested renewal window of a certificate (PEM).
+    pub async fn issuer_renewal_info(
+        &self,
+        name: &str,
+        instance_id: &str,
+        config: &str,
+        certificate_pem: &str,
+    ) -> CallOutcome<IssuerAnswer> {
+        self.issuer_step(name, instance_id, config, IssuerStep::RenewalInfo(certificate_pem))
+            .await
+    }
+
     async fn issuer_step(
         &self,
         name: &str,
@@ -497,6 +512,7 @@ impl Registry {
             IssuerStep::Begin(_) => "begin",
             IssuerStep::Resume(_) => "resume",
             IssuerStep::Revoke(..) => "revoke",
+            IssuerStep::RenewalInfo(_) => "renewal-info",
         };
         let config = config.to_string();
         let outcome = self
@@ -520,6 +536,10 @@ impl Registry {
                         .call_revoke(&mut *store, &config, pem, reason)
                         .await?
                         .map(|()| IssuerAnswer::Done),
+                    IssuerStep::RenewalInfo(pem) => guest
+                        .call_renewal_info(&mut *store, &config, pem)
+                        .await?
+                        .map(IssuerAnswer::Renewal),
                 })
             })
             .await;

@@ -213,6 +213,30 @@ impl host_challenge::Host for StoreState {
             .map_err(Into::into))
     }
 
+    async fn present_persist(
+        &mut self,
+        identifier: String,
+        issuer_domain_names: Vec<String>,
+        account_uri: String,
+        wildcard: bool,
+    ) -> wasmtime::Result<Result<u64, PluginError>> {
+        let (b, id) = match broker(self) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = b
+            .present_persist(&id, &identifier, &issuer_domain_names, &account_uri, wildcard)
+            .await;
+        self.log.push(
+            "host",
+            &match &result {
+                Ok(h) => format!("dns-persist-01 for {identifier}: record requested (challenge {h})"),
+                Err(e) => format!("dns-persist-01 for {identifier} not requested: {e}"),
+            },
+        );
+        Ok(result.map_err(Into::into))
+    }
+
     async fn ready(&mut self, handle: u64) -> wasmtime::Result<Result<bool, PluginError>> {
         let (b, id) = match broker(self) {
             Ok(x) => x,

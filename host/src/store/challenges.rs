@@ -20,8 +20,12 @@ pub struct Challenge {
     pub fqdn: Option<String>,
     pub value: Option<String>,
     pub solver_id: Option<String>,
-    /// `presenting`, `present`, `cleaned` or `failed`.
+    /// dns-persist-01: what the record must say (JSON).
+    pub detail: Option<String>,
+    /// `presenting`, `present`, `cleaned`, `failed`, or `awaiting_approval` (a dns-persist-01
+    /// record the operator has not approved yet).
     pub state: String,
+    pub last_error: Option<String>,
     pub created_at: Timestamp,
 }
 
@@ -37,10 +41,11 @@ pub struct NewChallenge {
     pub fqdn: Option<String>,
     pub value: Option<String>,
     pub solver_id: Option<String>,
+    pub detail: Option<String>,
 }
 
 const COLUMNS: &str = "id, instance_id, kind, identifier, token, key_authorization, zone, fqdn, value, solver_id, \
-                       state, created_at";
+                       detail, state, last_error, created_at";
 
 fn from_row(r: &AnyRow) -> Result<Challenge, StoreError> {
     Ok(Challenge {
@@ -54,7 +59,9 @@ fn from_row(r: &AnyRow) -> Result<Challenge, StoreError> {
         fqdn: r.try_get("fqdn")?,
         value: r.try_get("value")?,
         solver_id: r.try_get("solver_id")?,
+        detail: r.try_get("detail")?,
         state: r.try_get("state")?,
+        last_error: r.try_get("last_error")?,
         created_at: Timestamp(r.try_get("created_at")?),
     })
 }
@@ -65,8 +72,8 @@ impl Store {
         let now = Timestamp::now().0;
         let row = sqlx::query(
             "INSERT INTO challenges (instance_id, kind, identifier, token, key_authorization, zone, fqdn, value, \
-             solver_id, state, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'presenting', $10, $10) RETURNING id",
+             solver_id, detail, state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'presenting', $11, $11) RETURNING id",
         )
         .bind(c.instance_id.as_str())
         .bind(c.kind)
@@ -77,6 +84,7 @@ impl Store {
         .bind(c.fqdn.as_deref())
         .bind(c.value.as_deref())
         .bind(c.solver_id.as_deref())
+        .bind(c.detail.as_deref())
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
@@ -121,11 +129,49 @@ impl Store {
     /// Challenges still presented (or half-presented) that were created before `before`.
     pub async fn stale_challenges(&self, before: Timestamp) -> Result<Vec<Challenge>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM challenges WHERE state IN ('presenting', 'present') AND created_at < $1 ORDER BY id"
+            "SELECT {COLUMNS} FROM challenges WHERE state IN ('presenting', 'present', 'awaiting_approval') \
+             AND created_at < $1 ORDER BY id"
         ))
         .bind(before.0)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(from_row).collect()
+    }
+
+    /// dns-persist-01 records the host was asked for, newest first; `state` filters.
+    pub async fn persist_challenges(&self, state: Option<&str>) -> Result<Vec<Challenge>, StoreError> {
+        let filter = if state.is_some() { "AND state = $1" } else { "" };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM challenges WHERE kind = 'dns-persist-01' {filter} ORDER BY id DESC LIMIT 500"
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(state) = state {
+            query = query.bind(state);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Any instance's challenge by id (the operator's view).
+    pub async fn challenge_by_id(&self, id: i64) -> Result<Option<Challenge>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM challenges WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| from_row(&r)).transpose()
+    }
+
+    /// Moves a dns-persist-01 record from `awaiting_approval` to `presenting`; false when it was
+    /// not awaiting approval (approved twice, cleaned, another kind).
+    pub async fn take_persist_approval(&self, id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE challenges SET state = 'presenting', updated_at = $1 \
+             WHERE id = $2 AND kind = 'dns-persist-01' AND state = 'awaiting_approval'",
+        )
+        .bind(Timestamp::now().0)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

@@ -58,6 +58,30 @@ pub struct DueRenewal {
     pub renewal: RenewalPolicy,
 }
 
+/// An issued certificate whose CA's renewal window (RFC 9773) is due to be asked for.
+#[derive(Debug, Clone)]
+pub struct RenewalInfoDue {
+    pub certificate_id: String,
+    pub version_id: String,
+    /// The issuer instance that signed the current version.
+    pub issuer_id: String,
+    pub chain_pem: String,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub renewal: RenewalPolicy,
+    /// The window recorded last time, if any.
+    pub window: Option<(Timestamp, Timestamp)>,
+}
+
+/// What the CA said about a certificate's renewal (RFC 9773), to record.
+#[derive(Debug, Clone)]
+pub struct RenewalInfoAnswer {
+    pub window: Option<crate::model::RenewalWindow>,
+    /// The new renewal date; `None` keeps it.
+    pub renew_at: Option<Timestamp>,
+    pub next_check: Timestamp,
+}
+
 /// An issued certificate near its expiry, for the alert scan.
 #[derive(Debug, Clone)]
 pub struct Expiring {
@@ -139,7 +163,8 @@ impl Store {
         .await?;
         sqlx::query(
             "UPDATE certificates SET state = $1, not_before = $2, not_after = $3, renew_at = $4, \
-             current_version_id = $5, updated_at = $6 WHERE id = $7",
+             current_version_id = $5, updated_at = $6, ari_window_start = NULL, ari_window_end = NULL, \
+             ari_explanation_url = NULL, ari_next_check = NULL WHERE id = $7",
         )
         .bind(CertState::Issued.as_str())
         .bind(v.not_before.0)
@@ -334,6 +359,81 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Issued, unrevoked current versions whose renewal window is due to be asked for (never
+    /// asked, or past the CA's Retry-After), longest waiting first.
+    pub async fn renewal_info_due(&self, now: Timestamp, limit: i64) -> Result<Vec<RenewalInfoDue>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.id, v.id AS version_id, v.issuer_id, v.chain_pem, v.not_before, v.not_after, c.renewal, \
+             c.ari_window_start, c.ari_window_end \
+             FROM certificates c JOIN certificate_versions v ON v.id = c.current_version_id \
+             WHERE c.state = 'issued' AND v.issuer_id IS NOT NULL AND v.revoked_at IS NULL \
+             AND (c.ari_next_check IS NULL OR c.ari_next_check <= $1) \
+             ORDER BY COALESCE(c.ari_next_check, 0), c.id LIMIT $2",
+        )
+        .bind(now.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RenewalInfoDue {
+                    certificate_id: r.try_get("id")?,
+                    version_id: r.try_get("version_id")?,
+                    issuer_id: r.try_get("issuer_id")?,
+                    chain_pem: r.try_get("chain_pem")?,
+                    not_before: Timestamp(r.try_get("not_before")?),
+                    not_after: Timestamp(r.try_get("not_after")?),
+                    renewal: json_col(r, "renewal")?,
+                    window: match (
+                        r.try_get::<Option<i64>, _>("ari_window_start")?,
+                        r.try_get::<Option<i64>, _>("ari_window_end")?,
+                    ) {
+                        (Some(s), Some(e)) => Some((Timestamp(s), Timestamp(e))),
+                        _ => None,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Records the CA's answer for a certificate, if `version_id` is still its current version
+    /// (a renewal meanwhile makes the answer moot). Returns whether it was recorded.
+    pub async fn set_renewal_info(
+        &self,
+        certificate_id: &str,
+        version_id: &str,
+        answer: &RenewalInfoAnswer,
+    ) -> Result<bool, StoreError> {
+        let w = answer.window.as_ref();
+        let done = sqlx::query(
+            "UPDATE certificates SET ari_window_start = $1, ari_window_end = $2, ari_explanation_url = $3, \
+             ari_next_check = $4, renew_at = COALESCE($5, renew_at) WHERE id = $6 AND current_version_id = $7",
+        )
+        .bind(w.map(|w| w.start.0))
+        .bind(w.map(|w| w.end.0))
+        .bind(w.and_then(|w| w.explanation_url.as_deref()))
+        .bind(answer.next_check.0)
+        .bind(answer.renew_at.map(|t| t.0))
+        .bind(certificate_id)
+        .bind(version_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The chain of a certificate's current version, unless it was revoked: what a renewal
+    /// replaces.
+    pub async fn current_chain(&self, certificate_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT v.chain_pem FROM certificates c JOIN certificate_versions v ON v.id = c.current_version_id \
+             WHERE c.id = $1 AND v.revoked_at IS NULL",
+        )
+        .bind(certificate_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok(r.try_get(0)?)).transpose()
     }
 
     /// Issued certificates expiring before `until`, for expiry alerts.

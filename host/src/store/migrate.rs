@@ -39,6 +39,11 @@ const SQLITE: &[Migration] = &[
         name: "challenges",
         sql: include_str!("../../../migrations/sqlite/0004_challenges.sql"),
     },
+    Migration {
+        version: 5,
+        name: "acme",
+        sql: include_str!("../../../migrations/sqlite/0005_acme.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -61,6 +66,11 @@ const POSTGRES: &[Migration] = &[
         version: 4,
         name: "challenges",
         sql: include_str!("../../../migrations/postgres/0004_challenges.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "acme",
+        sql: include_str!("../../../migrations/postgres/0005_acme.sql"),
     },
 ];
 

@@ -106,6 +106,7 @@ pub struct NewCertificate {
     pub issuer_id: Option<String>,
     pub renewal: RenewalPolicy,
     pub labels: BTreeMap<String, String>,
+    pub profile: Option<String>,
 }
 
 /// Changes to a certificate; `None` leaves a field as it is.
@@ -117,6 +118,7 @@ pub struct CertificatePatch {
     pub issuer_id: Option<Option<String>>,
     pub renewal: Option<RenewalPolicy>,
     pub labels: Option<BTreeMap<String, String>>,
+    pub profile: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -239,7 +241,8 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> 
 }
 
 const CERT_COLUMNS: &str = "id, name, common_name, sans, key_type, key_generation, issuer_id, state, renewal, \
-                            labels, not_before, not_after, renew_at, current_version_id, created_at, updated_at";
+                            labels, not_before, not_after, renew_at, current_version_id, profile, ari_window_start, \
+                            ari_window_end, ari_explanation_url, created_at, updated_at";
 
 fn cert_from_row(row: &AnyRow, now: Timestamp) -> Result<Certificate, StoreError> {
     let state: CertState = enum_col(row, "state")?;
@@ -259,6 +262,18 @@ fn cert_from_row(row: &AnyRow, now: Timestamp) -> Result<Certificate, StoreError
         not_after,
         renew_at: row.try_get::<Option<i64>, _>("renew_at")?.map(Timestamp),
         current_version_id: row.try_get("current_version_id")?,
+        profile: row.try_get("profile")?,
+        renewal_window: match (
+            row.try_get::<Option<i64>, _>("ari_window_start")?,
+            row.try_get::<Option<i64>, _>("ari_window_end")?,
+        ) {
+            (Some(start), Some(end)) => Some(crate::model::RenewalWindow {
+                start: Timestamp(start),
+                end: Timestamp(end),
+                explanation_url: row.try_get("ari_explanation_url")?,
+            }),
+            _ => None,
+        },
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
     })
@@ -396,8 +411,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO certificates (id, name, common_name, sans, key_type, key_generation, issuer_id, state, \
-             renewal, labels, not_after, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11)",
+             renewal, labels, not_after, created_at, updated_at, profile) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11, $12)",
         )
         .bind(id.as_str())
         .bind(new.name.as_str())
@@ -410,6 +425,7 @@ impl Store {
         .bind(to_json(&new.renewal)?)
         .bind(to_json(&new.labels)?)
         .bind(now.0)
+        .bind(new.profile.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_unique(e, "name"))?;
@@ -501,16 +517,19 @@ impl Store {
         let issuer_id = patch.issuer_id.as_ref().unwrap_or(&current.issuer_id);
         let renewal = patch.renewal.as_ref().unwrap_or(&current.renewal);
         let labels = patch.labels.as_ref().unwrap_or(&current.labels);
-        // A changed policy moves the renewal date of an issued certificate.
+        let profile = patch.profile.as_ref().unwrap_or(&current.profile);
+        // A changed policy moves the renewal date of an issued certificate, unless the CA's
+        // renewal window (RFC 9773) set it.
         let renew_at = match (current.status, current.not_before, current.not_after) {
             (CertStatus::Pending | CertStatus::Revoked | CertStatus::Failed, _, _) => current.renew_at,
+            _ if current.renewal_window.is_some() && renewal.auto_renew => current.renew_at,
             (_, Some(nb), Some(na)) => renewal.renew_at(nb, na),
             _ => current.renew_at,
         };
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE certificates SET common_name = $1, sans = $2, key_type = $3, issuer_id = $4, renewal = $5, \
-             labels = $6, updated_at = $7, renew_at = $9 WHERE id = $8",
+             labels = $6, updated_at = $7, renew_at = $9, profile = $10 WHERE id = $8",
         )
         .bind(common_name.as_str())
         .bind(to_json(sans)?)
@@ -521,6 +540,7 @@ impl Store {
         .bind(Timestamp::now().0)
         .bind(id)
         .bind(renew_at.map(|t| t.0))
+        .bind(profile.as_deref())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

@@ -108,6 +108,13 @@ pub struct Pdns {
     _dir: tempfile::TempDir,
 }
 
+impl Pdns {
+    /// Where pdns.conf is, for pdnsutil and pdns_control.
+    pub fn config_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
 impl Drop for Pdns {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -415,4 +422,166 @@ async fn dns01_through_rfc2136_updates_into_bind() {
             .await
             .is_empty()
     );
+}
+
+/// dns-persist-01: nothing is published without the operator's approval; once approved the
+/// record is published once, and stays; later orders (and records the operator published by
+/// hand) need no write at all; a wildcard needs `policy=wildcard`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_persist_records_wait_for_approval_are_published_once_and_stay() {
+    let pdns = pdns(&[]).await;
+    let dns_addr: std::net::SocketAddr = format!("127.0.0.1:{}", pdns.dns_port).parse().expect("addr");
+    let settings = ChallengeSettings {
+        resolvers: vec![dns_addr],
+        nameserver_port: pdns.dns_port,
+        timeout: Duration::from_secs(3),
+        ..ChallengeSettings::default()
+    };
+    let grants = format!(
+        "[powerdns]\noutbound_hosts = [\"http://127.0.0.1:{}\"]\nallow_private_networks = true\n",
+        pdns.web_port
+    );
+    let app = TestApp::with_challenges(
+        Backend::Sqlite,
+        vec![shipped_dir()],
+        Grants::parse(&grants).expect("grants"),
+        settings,
+    )
+    .await;
+    let (status, solver) = app
+        .admin(
+            "POST",
+            "/api/v1/dns-solvers",
+            Some(json!({"name": "pdns", "plugin": "powerdns",
+                        "config": {"api_url": format!("http://127.0.0.1:{}", pdns.web_port),
+                                   "api_key": format!("file:{}", pdns.key_file.display())}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{solver}");
+    let acme = issuer(&app, "acme", json!({"dns_solver": "pdns"})).await;
+    let b = broker(&app);
+    let ca = vec!["ca.example".to_string()];
+    let account = "https://ca.example/acme/acct/42";
+    let fqdn = "_validation-persist.www.example.test";
+
+    // Nothing there: the record waits for approval, and nothing is written.
+    let h1 = b
+        .present_persist(&acme, "www.example.test", &ca, account, false)
+        .await
+        .expect("asked");
+    assert_eq!(b.ready(&acme, h1).await, Ok(false));
+    assert!(txt_values(pdns.dns_port, fqdn).await.is_empty());
+    let (status, waiting) = app
+        .admin("GET", "/api/v1/dns-persist?state=awaiting_approval", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{waiting}");
+    let record = &waiting[0];
+    assert_eq!(record["fqdn"], fqdn);
+    assert_eq!(record["value"], format!("ca.example; accounturi={account}"));
+    assert!(
+        record["message"].as_str().unwrap_or("").contains("/approve"),
+        "{record}"
+    );
+    let id = record["id"].as_i64().expect("id");
+
+    // Viewers cannot approve; an unknown id is 404.
+    let (status, _) = app
+        .call(
+            "POST",
+            &format!("/api/v1/dns-persist/{id}/approve"),
+            Some(crate::common::key_of(certctl::auth::Role::Viewer)),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.admin("POST", "/api/v1/dns-persist/999999/approve", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Approved: published once through the solver, audited; approving again is a conflict.
+    let (status, approved) = app
+        .admin("POST", &format!("/api/v1/dns-persist/{id}/approve"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    assert_eq!(approved["state"], "present");
+    assert_eq!(
+        txt_values(pdns.dns_port, fqdn).await,
+        vec![format!("ca.example; accounturi={account}")]
+    );
+    assert_eq!(b.ready(&acme, h1).await, Ok(true));
+    let (status, _) = app
+        .admin("POST", &format!("/api/v1/dns-persist/{id}/approve"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, audit) = app.admin("GET", "/api/v1/audit?action=dns_persist.approve", None).await;
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(1), "{audit}");
+
+    // The order ends: cleanup closes the row and the record stays.
+    b.cleanup(&acme, h1).await.expect("cleanup");
+    assert_eq!(
+        txt_values(pdns.dns_port, fqdn).await.len(),
+        1,
+        "a persistent record stays"
+    );
+
+    // A later order for the name is ready at once, with no approval and no write.
+    let h2 = b
+        .present_persist(&acme, "www.example.test", &ca, account, false)
+        .await
+        .expect("asked");
+    assert_eq!(b.ready(&acme, h2).await, Ok(true));
+    let (_, waiting) = app
+        .admin("GET", "/api/v1/dns-persist?state=awaiting_approval", None)
+        .await;
+    assert_eq!(waiting, json!([]), "nothing to approve");
+
+    // A wildcard needs policy=wildcard: the plain record does not do, so a new one is asked for.
+    let h3 = b
+        .present_persist(&acme, "*.www.example.test", &ca, account, true)
+        .await
+        .expect("asked");
+    assert_eq!(b.ready(&acme, h3).await, Ok(false));
+    // ...unless the operator publishes one by hand: then it is ready without approval.
+    run(Command::new("pdnsutil").args([
+        &format!("--config-dir={}", pdns.config_dir().display()),
+        "add-record",
+        "example.test",
+        "_validation-persist.www",
+        "TXT",
+        &format!("\"CA.EXAMPLE; accounturi={account}; policy=wildcard; persistUntil=4102444800\""),
+    ]));
+    // Edits outside the API do not purge PowerDNS's answer cache.
+    run(Command::new("pdns_control").args([&format!("--config-dir={}", pdns.config_dir().display()), "purge"]));
+    assert_eq!(b.ready(&acme, h3).await, Ok(true));
+
+    // Another account's record, or a CA the challenge does not list, is not accepted.
+    let other = b
+        .present_persist(&acme, "www.example.test", &ca, "https://ca.example/acme/acct/43", false)
+        .await
+        .expect("asked");
+    assert_eq!(b.ready(&acme, other).await, Ok(false));
+    let elsewhere = b
+        .present_persist(
+            &acme,
+            "www.example.test",
+            &["other-ca.example".to_string()],
+            account,
+            false,
+        )
+        .await
+        .expect("asked");
+    assert_eq!(b.ready(&acme, elsewhere).await, Ok(false));
+
+    // Bad input from the CA is refused by name.
+    let Err(PluginFailure::Permanent(m)) = b.present_persist(&acme, "www.example.test", &[], account, false).await
+    else {
+        panic!("refused")
+    };
+    assert!(m.contains("no issuer domain names"), "{m}");
+    let Err(PluginFailure::Permanent(m)) = b
+        .present_persist(&acme, "www.example.test", &ca, "https://x/a b", false)
+        .await
+    else {
+        panic!("refused")
+    };
+    assert!(m.contains("accounturi"), "{m}");
 }

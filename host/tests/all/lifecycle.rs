@@ -38,13 +38,13 @@ async fn issuer(app: &TestApp, name: &str, config: Value) -> String {
     body["id"].as_str().expect("id").to_string()
 }
 
-async fn declare(app: &TestApp, body: Value) -> Value {
+pub(crate) async fn declare(app: &TestApp, body: Value) -> Value {
     let (status, cert) = app.admin("POST", "/api/v1/certificates", Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{cert}");
     cert
 }
 
-fn run(cmd: &mut Command) -> String {
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("command runs");
     assert!(
         out.status.success(),
@@ -88,13 +88,13 @@ async fn download(app: &TestApp, id: &str, part: &str) -> String {
     body.as_str().expect("PEM text").to_string()
 }
 
-async fn get(app: &TestApp, path: &str) -> Value {
+pub(crate) async fn get(app: &TestApp, path: &str) -> Value {
     let (status, body) = app.admin("GET", path, None).await;
     assert_eq!(status, StatusCode::OK, "{path}: {body}");
     body
 }
 
-async fn run_jobs(app: &TestApp) -> usize {
+pub(crate) async fn run_jobs(app: &TestApp) -> usize {
     app.lifecycle.run_due_jobs().await.expect("job runner")
 }
 

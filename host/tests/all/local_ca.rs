@@ -80,6 +80,7 @@ async fn issue(
         names: names.iter().map(|s| s.to_string()).collect(),
         validity_days: days,
         profile: None,
+        replaces: None,
     };
     let out = ca
         .reg

@@ -779,6 +779,7 @@ async fn issuer_host_services_are_scoped_to_the_instance(backend: crate::common:
         names: vec!["example.test".into()],
         validity_days: None,
         profile: None,
+        replaces: None,
     };
     let normal = serde_json::json!({"mode": "normal"}).to_string();
     let out = reg.issuer_begin("kv-issuer", &a, &normal, &request).await;

@@ -28,6 +28,7 @@ fn cert(name: &str) -> NewCertificate {
         issuer_id: None,
         renewal: RenewalPolicy::default(),
         labels: BTreeMap::from([("team".to_string(), "edge".to_string())]),
+        profile: None,
     }
 }
 

@@ -312,6 +312,7 @@ fn request(csr: Vec<u8>, names: &[&str], days: Option<u32>) -> IssueRequest {
         names: names.iter().map(|s| s.to_string()).collect(),
         validity_days: days,
         profile: None,
+        replaces: None,
     }
 }
 

@@ -769,6 +769,7 @@ mod issue {
             names: vec!["a.example".into(), "b.example".into()],
             validity_days: Some(7),
             profile: None,
+            replaces: None,
         };
         let Progress::Pending { after_ms: 5, state } = ca.begin(&request).expect("begins") else {
             panic!("pending expected");

@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use certctl_sdk::{IssueRequest, Issuer, PluginError, Progress, keystore, kv};
+use certctl_sdk::{IssueRequest, Issuer, PluginError, Progress, RenewalWindow, keystore, kv};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -11,6 +11,19 @@ pub struct Config {
     pub mode: String,
     #[serde(default)]
     pub key_id: Option<String>,
+    /// fixed mode: the chains to hand out, one per issuance, in turn.
+    #[serde(default)]
+    pub chains: Vec<String>,
+    /// fixed mode: the renewal window to report for every certificate (seconds since the
+    /// epoch), how long until the host should ask again, and an explanation URL.
+    #[serde(default)]
+    pub window_start: Option<u64>,
+    #[serde(default)]
+    pub window_end: Option<u64>,
+    #[serde(default)]
+    pub retry_after: Option<u32>,
+    #[serde(default)]
+    pub explanation_url: Option<String>,
 }
 
 pub struct KvIssuer;
@@ -21,12 +34,14 @@ impl Issuer for KvIssuer {
     fn check_config(config: &Config) -> Result<(), PluginError> {
         match config.mode.as_str() {
             "normal" | "oversize" => Ok(()),
+            "fixed" if !config.chains.is_empty() => Ok(()),
+            "fixed" => Err(PluginError::invalid_config("config.chains: required in fixed mode")),
             "foreign-key" if config.key_id.is_some() => Ok(()),
             "foreign-key" => Err(PluginError::invalid_config(
                 "config.key_id: required in foreign-key mode",
             )),
             other => Err(PluginError::invalid_config(format!(
-                "config.mode: {other:?} is not one of normal, foreign-key, oversize"
+                "config.mode: {other:?} is not one of normal, foreign-key, oversize, fixed"
             ))),
         }
     }
@@ -37,6 +52,21 @@ impl Issuer for KvIssuer {
                 let key_id = config.key_id.as_deref().unwrap_or_default();
                 keystore::sign(key_id, &request.csr)?;
                 Err(PluginError::permanent("signed with a key this instance does not own"))
+            }
+            "fixed" => {
+                // Hands out the next chain, and records what the host asked for.
+                let n = kv::get("issued").map_or(0, |v| v.len());
+                kv::set("issued", &vec![0u8; n + 1])?;
+                kv::set(
+                    &format!("replaces-{n}"),
+                    request.replaces.as_deref().unwrap_or("none").as_bytes(),
+                )?;
+                kv::set(
+                    &format!("profile-{n}"),
+                    request.profile.as_deref().unwrap_or("none").as_bytes(),
+                )?;
+                let chain = config.chains.get(n % config.chains.len()).cloned().unwrap_or_default();
+                Ok(Progress::Issued(chain))
             }
             "oversize" => {
                 kv::set("big", &vec![0u8; 70 * 1024])?;
@@ -72,6 +102,18 @@ impl Issuer for KvIssuer {
         });
         Ok(Progress::Issued(chain.to_string()))
     }
+
+    fn renewal_info(config: &Config, _certificate_pem: &str) -> Result<Option<RenewalWindow>, PluginError> {
+        Ok(match (config.window_start, config.window_end) {
+            (Some(start), Some(end)) => Some(RenewalWindow {
+                start,
+                end,
+                retry_after: config.retry_after.unwrap_or(21_600),
+                explanation_url: config.explanation_url.clone(),
+            }),
+            _ => None,
+        })
+    }
 }
 
 certctl_sdk::register_issuer!(KvIssuer);
@@ -90,6 +132,7 @@ mod tests {
             names: vec!["kv.example.test".into()],
             validity_days: None,
             profile: None,
+            replaces: None,
         };
         let issuer = testkit::issuer::<KvIssuer>(r#"{"mode": "oversize"}"#);
         assert_eq!(
