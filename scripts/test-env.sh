@@ -16,8 +16,11 @@ command -v pdns_server >/dev/null 2>&1 || need_pkgs+=(pdns-server)
 [ -f /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ] || need_pkgs+=(pdns-backend-sqlite3)
 # BIND 9 for the rfc2136 solver (TSIG-signed dynamic updates).
 command -v named >/dev/null 2>&1 || need_pkgs+=(bind9)
-# A real ACME server for the ACME issuer plugin.
+# Knot DNS, the second RFC 2136 server the rfc2136 solver is tested against.
+command -v knotd >/dev/null 2>&1 || need_pkgs+=(knot)
+# A real ACME server for the ACME issuer plugin, and lego, the ACME client it is timed beside.
 command -v pebble >/dev/null 2>&1 || need_pkgs+=(pebble)
+command -v lego >/dev/null 2>&1 || need_pkgs+=(lego)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "==> installing ${need_pkgs[*]} (Debian packages)"
     if [ "$(id -u)" -ne 0 ]; then
@@ -29,6 +32,24 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     for d in /usr/lib/postgresql/*/bin; do
         [ -x "$d/initdb" ] && pg_bin="$d"
     done
+fi
+
+# moto's Route 53 server for the route53 solver (PyPI moto[server]): the python3 on PATH if it
+# has it, else a venv of its own kept between runs.
+export CERTCTL_TEST_MOTO_PYTHON
+if python3 -c 'import moto.server, flask_cors' >/dev/null 2>&1; then
+    CERTCTL_TEST_MOTO_PYTHON=$(command -v python3)
+else
+    moto_venv="$HOME/.cache/certctl/moto-venv"
+    if ! "$moto_venv/bin/python" -c 'import moto.server, flask_cors' >/dev/null 2>&1; then
+        echo "==> installing moto[server] (PyPI) into $moto_venv"
+        /usr/bin/python3 -m venv "$moto_venv" 2>/dev/null || {
+            apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+            /usr/bin/python3 -m venv "$moto_venv"
+        }
+        "$moto_venv/bin/pip" install -q 'moto[server]>=5,<6'
+    fi
+    CERTCTL_TEST_MOTO_PYTHON="$moto_venv/bin/python"
 fi
 
 export CERTCTL_TEST_STATE

@@ -5,6 +5,7 @@ mod acme;
 mod api;
 pub mod challenges;
 mod common;
+mod conformance;
 mod keystore;
 pub mod lifecycle;
 mod local_ca;
