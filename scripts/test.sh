@@ -18,7 +18,7 @@ echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy (host natively, SDK and plugins natively and for wasm32-wasip2)"
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy --target wasm32-wasip2 -p certctl-sdk -p webhook -p httpreq -p powerdns -p cloudflare -p rfc2136 -p misbehave -p future-contract -p kv-issuer -p local-ca -p acme -p slack -p teams -p pagerduty -p email -- -D warnings
+cargo clippy --target wasm32-wasip2 -p certctl-sdk -p webhook -p httpreq -p powerdns -p cloudflare -p route53 -p digitalocean -p rfc2136 -p misbehave -p future-contract -p kv-issuer -p local-ca -p acme -p slack -p teams -p pagerduty -p email -- -D warnings
 echo "==> cargo test"
 log="$CERTCTL_TEST_STATE/cargo-test.log"
 cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"

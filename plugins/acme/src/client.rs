@@ -1,6 +1,6 @@
 //! Talking to the CA: the directory, nonces, JWS-signed POSTs (with the badNonce retry of RFC
 //! 8555 §6.5), problem documents (RFC 7807, RFC 8555 §6.7) as typed plugin errors, `Retry-After`
-//! and `Link` headers.
+//! and `Link` headers, RFC 3339 timestamps.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use crate::services::Services;
 
 pub(crate) const USER_AGENT: &str = concat!("certctl-acme/", env!("CARGO_PKG_VERSION"));
 /// Per request; a CA that takes longer is retried later.
-const TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a request refused with badNonce is sent again with the fresh nonce.
 const BAD_NONCE_RETRIES: usize = 2;
 const ERROR_NAMESPACE: &str = "urn:ietf:params:acme:error:";
@@ -31,6 +31,9 @@ pub(crate) struct Directory {
     pub(crate) new_order: String,
     #[serde(default)]
     pub(crate) revoke_cert: Option<String>,
+    /// ACME Renewal Information (RFC 9773), when the CA offers it.
+    #[serde(default)]
+    pub(crate) renewal_info: Option<String>,
     #[serde(default)]
     pub(crate) meta: Meta,
 }
@@ -396,17 +399,93 @@ fn http_date(value: &str) -> Option<u64> {
     let [h, m, s] = hms.as_slice() else {
         return None;
     };
-    if !(1..=31).contains(&day) || !(0..24).contains(h) || !(0..60).contains(m) || !(0..=60).contains(s) {
+    u64::try_from(epoch_seconds(year, month, day, *h, *m, *s)?).ok()
+}
+
+/// An RFC 3339 timestamp (`2025-01-02T04:00:00Z`, `2025-01-02T06:00:00.5+02:00`) as seconds
+/// since the epoch; a fraction of a second is dropped.
+pub(crate) fn rfc3339(value: &str) -> Option<u64> {
+    let digits = |from: usize, to: usize| -> Option<i64> {
+        let part = value.get(from..to)?;
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    let separators = value.as_bytes();
+    if separators.len() < 20
+        || separators[4] != b'-'
+        || separators[7] != b'-'
+        || !matches!(separators[10], b'T' | b't')
+        || separators[13] != b':'
+        || separators[16] != b':'
+    {
         return None;
     }
-    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    let local = epoch_seconds(
+        digits(0, 4)?,
+        digits(5, 7)?,
+        digits(8, 10)?,
+        digits(11, 13)?,
+        digits(14, 16)?,
+        digits(17, 19)?,
+    )?;
+    let mut rest = value.get(19..)?;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let end = fraction.find(|c: char| !c.is_ascii_digit()).unwrap_or(fraction.len());
+        if end == 0 {
+            return None;
+        }
+        rest = &fraction[end..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (hours, minutes) = rest[1..].split_once(':')?;
+            if hours.len() != 2
+                || minutes.len() != 2
+                || !(hours.bytes().chain(minutes.bytes())).all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            let (hours, minutes): (i64, i64) = (hours.parse().ok()?, minutes.parse().ok()?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            sign * (hours * 3600 + minutes * 60)
+        }
+    };
+    u64::try_from(local - offset).ok()
+}
+
+/// Seconds since 1970-01-01T00:00:00 of a proleptic Gregorian date and time, checked (a leap
+/// second, `60`, counts as the next second).
+fn epoch_seconds(year: i64, month: i64, day: i64, h: i64, m: i64, s: i64) -> Option<i64> {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if !(1..=month_days).contains(&day) || !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..=60).contains(&s) {
+        return None;
+    }
+    // Days since 1970-01-01 (H. Hinnant's days_from_civil).
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + m * 60 + s).ok()
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
 /// The targets of the `Link` headers with relation `rel`, resolved against `base` (the URL the
@@ -580,6 +659,53 @@ mod tests {
         assert_eq!(http_date("Tue, 29 Feb 2028 12:00:00 GMT"), Some(1_835_438_400));
         assert_eq!(http_date("Tue, 29 Feb 2028 12:00:00 UTC"), None);
         assert_eq!(http_date("Tue, 29 Foo 2028 12:00:00 GMT"), None);
+        assert_eq!(http_date("Mon, 29 Feb 2027 12:00:00 GMT"), None, "not a leap year");
+    }
+
+    #[test]
+    fn rfc_3339_timestamps() {
+        // RFC 9773 §4.2's example window.
+        assert_eq!(rfc3339("2025-01-02T04:00:00Z"), Some(1_735_790_400));
+        assert_eq!(rfc3339("2025-01-03T04:00:00Z"), Some(1_735_876_800));
+        for same in [
+            "2025-01-02T04:00:00.000Z",
+            "2025-01-02T04:00:00.999999999Z",
+            "2025-01-02t04:00:00z",
+            "2025-01-02T06:00:00+02:00",
+            "2025-01-01T23:00:00-05:00",
+            "2025-01-02T09:30:00.25+05:30",
+            "2025-01-02T04:00:00+00:00",
+            "2025-01-02T04:00:00-00:00",
+        ] {
+            assert_eq!(rfc3339(same), Some(1_735_790_400), "{same}");
+        }
+        assert_eq!(rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(rfc3339("2028-02-29T12:00:00Z"), Some(1_835_438_400));
+        assert_eq!(rfc3339("2016-12-31T23:59:60Z"), Some(1_483_228_800), "a leap second");
+        for bad in [
+            "",
+            "2025-01-02",
+            "2025-01-02T04:00:00",
+            "2025-01-02 04:00:00Z",
+            "2025-1-02T04:00:00Z",
+            "2025-01-02T04:00Z",
+            "2025-01-02T04:00:00.Z",
+            "2025-01-02T04:00:00ZZ",
+            "2025-01-02T04:00:00+2:00",
+            "2025-01-02T04:00:00+0200",
+            "2025-01-02T04:00:00+24:00",
+            "2025-13-02T04:00:00Z",
+            "2025-02-29T04:00:00Z",
+            "2025-04-31T04:00:00Z",
+            "2025-01-02T24:00:00Z",
+            "2025-01-02T04:60:00Z",
+            "+025-01-02T04:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "1970-01-01T00:30:00+01:00",
+            "2025-01-02T04:00:00€",
+        ] {
+            assert_eq!(rfc3339(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub(crate) enum ChallengeType {
     Http01,
     #[serde(rename = "dns-01")]
     Dns01,
+    /// draft-ietf-acme-dns-persist-01: a lasting `_validation-persist` TXT record.
+    #[serde(rename = "dns-persist-01")]
+    DnsPersist01,
 }
 
 impl ChallengeType {
@@ -23,8 +26,26 @@ impl ChallengeType {
         match self {
             ChallengeType::Http01 => "http-01",
             ChallengeType::Dns01 => "dns-01",
+            ChallengeType::DnsPersist01 => "dns-persist-01",
         }
     }
+
+    /// Validated through DNS: wildcards can be, IP addresses cannot (RFC 8738).
+    pub(crate) fn is_dns(self) -> bool {
+        matches!(self, ChallengeType::Dns01 | ChallengeType::DnsPersist01)
+    }
+}
+
+/// Whether the host follows a CNAME at `_acme-challenge.<name>` to publish the record where
+/// it points (delegated validation); the host reads this key itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CnamePolicy {
+    /// Publish at `_acme-challenge.<name>` itself.
+    #[default]
+    None,
+    /// Follow a CNAME there (not one a wildcard synthesised).
+    Follow,
 }
 
 /// The algorithm of a new account key.
@@ -55,9 +76,12 @@ pub struct Config {
     pub(crate) eab_hmac_key: Option<String>,
     #[serde(default)]
     pub(crate) challenge: ChallengeType,
-    /// The DNS-solver instance the host uses for dns-01 (the host reads this key itself).
+    /// The DNS-solver instance the host publishes dns-01 records (and approved dns-persist-01
+    /// records) with; the host reads this key itself.
     #[serde(default)]
     pub(crate) dns_solver: Option<String>,
+    #[serde(default)]
+    pub(crate) cname_policy: CnamePolicy,
     /// Issuer common name of the top certificate of the preferred alternate chain.
     #[serde(default)]
     pub(crate) preferred_chain: Option<String>,
@@ -79,6 +103,7 @@ impl fmt::Debug for Config {
             .field("eab_hmac_key", &self.eab_hmac_key.as_ref().map(|_| "(secret)"))
             .field("challenge", &self.challenge)
             .field("dns_solver", &self.dns_solver)
+            .field("cname_policy", &self.cname_policy)
             .field("preferred_chain", &self.preferred_chain)
             .field("profile", &self.profile)
             .field("account_key", &self.account_key)
@@ -140,6 +165,8 @@ pub(crate) fn check(config: &Config) -> Result<(), PluginError> {
         return Err(PluginError::invalid_config("config.eab_kid: empty"));
     }
     config.eab()?;
+    // dns-persist-01 may do without: a record published beforehand needs no solver, and the
+    // host says so when an approved record has none to be published with.
     if config.challenge == ChallengeType::Dns01 && config.dns_solver.as_deref().is_none_or(|s| s.trim().is_empty()) {
         return Err(PluginError::invalid_config(
             "config.dns_solver: required with challenge dns-01: the name of the DNS-solver instance that publishes \
@@ -307,6 +334,27 @@ mod tests {
         assert!(err(&format!(r#"{{{DIR}, "profile": "two words"}}"#)).starts_with("config.profile:"));
         // dns_solver with http-01 is harmless: the host reads it only for dns-01.
         parse(&format!(r#"{{{DIR}, "dns_solver": "pdns"}}"#)).expect("valid");
+        let c = parse(&format!(r#"{{{DIR}, "cname_policy": "follow"}}"#)).expect("valid");
+        assert_eq!(c.cname_policy, CnamePolicy::Follow);
+        assert_eq!(
+            parse(&format!("{{{DIR}}}")).expect("valid").cname_policy,
+            CnamePolicy::None
+        );
+        assert!(err(&format!(r#"{{{DIR}, "cname_policy": "always"}}"#)).starts_with("config.cname_policy"));
+    }
+
+    #[test]
+    fn dns_persist_01_needs_no_solver() {
+        const DIR: &str = r#""directory_url": "https://acme.example.test/dir""#;
+        let c = parse(&format!(r#"{{{DIR}, "challenge": "dns-persist-01"}}"#)).expect("valid");
+        assert_eq!(c.challenge, ChallengeType::DnsPersist01);
+        assert!(c.challenge.is_dns() && c.dns_solver.is_none());
+        let c = parse(&format!(
+            r#"{{{DIR}, "challenge": "dns-persist-01", "dns_solver": "pdns"}}"#
+        ))
+        .expect("valid");
+        assert_eq!(c.dns_solver.as_deref(), Some("pdns"));
+        assert!(!ChallengeType::Http01.is_dns() && ChallengeType::Dns01.is_dns());
     }
 
     #[test]

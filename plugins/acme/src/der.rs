@@ -1,17 +1,23 @@
 //! The little DER and PEM this plugin reads: the account's public key (SubjectPublicKeyInfo),
-//! the keystore's ECDSA signatures, and the issuer name of a certificate. A full ASN.1 stack
-//! would triple the component for these three shapes.
+//! the keystore's ECDSA signatures, and of a certificate its issuer name, serial number and
+//! Authority Key Identifier. A full ASN.1 stack would triple the component for these shapes.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
+const BOOLEAN: u8 = 0x01;
 const INTEGER: u8 = 0x02;
 const BIT_STRING: u8 = 0x03;
+const OCTET_STRING: u8 = 0x04;
 const OID: u8 = 0x06;
 /// `[0]` EXPLICIT, the version of a TBSCertificate.
 const CONTEXT_0: u8 = 0xa0;
+/// `[3]` EXPLICIT, the extensions of a TBSCertificate.
+const CONTEXT_3: u8 = 0xa3;
+/// `[0]` IMPLICIT OCTET STRING, the keyIdentifier of an AuthorityKeyIdentifier.
+const KEY_IDENTIFIER: u8 = 0x80;
 
 /// id-ecPublicKey, 1.2.840.10045.2.1.
 const ID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
@@ -21,6 +27,8 @@ const PRIME256V1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 /// commonName, 2.5.4.3.
 const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+/// authorityKeyIdentifier, 2.5.29.35.
+const AUTHORITY_KEY_IDENTIFIER: &[u8] = &[0x55, 0x1d, 0x23];
 
 /// Reads consecutive DER elements (tag, contents) from a buffer.
 struct Reader<'a> {
@@ -142,20 +150,92 @@ pub(crate) fn ecdsa_raw(der: &[u8], size: usize) -> Result<Vec<u8>, String> {
     Ok(raw)
 }
 
-/// The first commonName of a certificate's issuer, if it has one.
-pub(crate) fn issuer_common_name(certificate: &[u8]) -> Option<String> {
+/// A certificate's TBSCertificate, read up to its issuer.
+struct Tbs<'a> {
+    /// The serial number's contents octets (a leading 0x00 of a positive number included).
+    serial: &'a [u8],
+    /// The issuer Name's contents.
+    issuer: &'a [u8],
+    /// The rest, from the validity on.
+    rest: Reader<'a>,
+}
+
+fn tbs(certificate: &[u8]) -> Option<Tbs<'_>> {
     let mut outer = Reader::new(certificate);
     let mut certificate = Reader::new(outer.take(SEQUENCE)?);
     let mut tbs = Reader::new(certificate.take(SEQUENCE)?);
-    let (mut tag, _) = tbs.next()?;
+    let (mut tag, mut serial) = tbs.next()?;
     if tag == CONTEXT_0 {
-        (tag, _) = tbs.next()?; // the serial number
+        (tag, serial) = tbs.next()?; // after the version
     }
     if tag != INTEGER {
         return None;
     }
     tbs.take(SEQUENCE)?; // the signature algorithm
-    let mut issuer = Reader::new(tbs.take(SEQUENCE)?);
+    let issuer = tbs.take(SEQUENCE)?;
+    Some(Tbs {
+        serial,
+        issuer,
+        rest: tbs,
+    })
+}
+
+/// What ACME Renewal Information names a certificate by (RFC 9773 §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AriParts<'a> {
+    /// The keyIdentifier of the Authority Key Identifier extension; `None` when the certificate
+    /// has no such extension, or one without a keyIdentifier.
+    pub(crate) key_identifier: Option<&'a [u8]>,
+    /// The serial number's DER contents octets, a leading 0x00 included.
+    pub(crate) serial: &'a [u8],
+}
+
+/// The AKI keyIdentifier and serial number of a DER certificate; `None` when it is not one.
+pub(crate) fn ari_parts(certificate: &[u8]) -> Option<AriParts<'_>> {
+    let Tbs { serial, mut rest, .. } = tbs(certificate)?;
+    rest.take(SEQUENCE)?; // validity
+    rest.take(SEQUENCE)?; // subject
+    rest.take(SEQUENCE)?; // subjectPublicKeyInfo
+    // Then issuerUniqueID [1] and subjectUniqueID [2] (rare), and the extensions [3] (v3).
+    let mut key_identifier = None;
+    while let Some((tag, contents)) = rest.next() {
+        if tag != CONTEXT_3 {
+            continue;
+        }
+        let mut extensions = Reader::new(Reader::new(contents).take(SEQUENCE)?);
+        while !extensions.is_empty() {
+            let mut extension = Reader::new(extensions.take(SEQUENCE)?);
+            let oid = extension.take(OID)?;
+            let (mut tag, mut value) = extension.next()?;
+            if tag == BOOLEAN {
+                (tag, value) = extension.next()?; // after `critical`
+            }
+            if tag != OCTET_STRING {
+                return None;
+            }
+            if oid == AUTHORITY_KEY_IDENTIFIER {
+                key_identifier = authority_key_identifier(value);
+                break;
+            }
+        }
+    }
+    Some(AriParts { key_identifier, serial })
+}
+
+/// The keyIdentifier of a DER AuthorityKeyIdentifier, if it has one.
+fn authority_key_identifier(aki: &[u8]) -> Option<&[u8]> {
+    let mut fields = Reader::new(Reader::new(aki).take(SEQUENCE)?);
+    while let Some((tag, contents)) = fields.next() {
+        if tag == KEY_IDENTIFIER {
+            return Some(contents);
+        }
+    }
+    None
+}
+
+/// The first commonName of a certificate's issuer, if it has one.
+pub(crate) fn issuer_common_name(certificate: &[u8]) -> Option<String> {
+    let mut issuer = Reader::new(tbs(certificate)?.issuer);
     while let Some(rdn) = issuer.take(SET) {
         let mut rdn = Reader::new(rdn);
         while let Some(attribute) = rdn.take(SEQUENCE) {
@@ -271,6 +351,114 @@ mod tests {
         );
         assert!(pem_blocks("-----BEGIN CERTIFICATE-----\nAQID\n", "CERTIFICATE").is_err());
         assert!(pem_blocks("nothing", "CERTIFICATE").expect("none").is_empty());
+    }
+
+    /// A DER element (lengths below 128 only).
+    fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let mut der = vec![tag, u8::try_from(contents.len()).expect("short")];
+        der.extend(contents);
+        der
+    }
+
+    /// A certificate, as far as this module reads it: the version if `version`, `serial`, and
+    /// the extensions if any; the rest is empty.
+    fn certificate(version: bool, serial: &[u8], extensions: Option<Vec<u8>>) -> Vec<u8> {
+        let mut tbs = Vec::new();
+        if version {
+            tbs.extend(tlv(CONTEXT_0, &tlv(INTEGER, &[2])));
+        }
+        tbs.extend(tlv(INTEGER, serial));
+        tbs.extend(tlv(
+            SEQUENCE,
+            &tlv(OID, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]),
+        ));
+        let cn = tlv(SEQUENCE, &[tlv(OID, COMMON_NAME), tlv(0x13, b"Test CA")].concat());
+        tbs.extend(tlv(SEQUENCE, &tlv(SET, &cn))); // issuer
+        tbs.extend(tlv(SEQUENCE, &[])); // validity
+        tbs.extend(tlv(SEQUENCE, &[])); // subject
+        tbs.extend(tlv(SEQUENCE, &[])); // subjectPublicKeyInfo
+        if let Some(extensions) = extensions {
+            tbs.extend(tlv(CONTEXT_3, &tlv(SEQUENCE, &extensions)));
+        }
+        let signature = tlv(SEQUENCE, &tlv(OID, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]));
+        tlv(
+            SEQUENCE,
+            &[tlv(SEQUENCE, &tbs), signature, tlv(BIT_STRING, &[0])].concat(),
+        )
+    }
+
+    fn extension(oid: &[u8], critical: bool, value: &[u8]) -> Vec<u8> {
+        let mut fields = tlv(OID, oid);
+        if critical {
+            fields.extend(tlv(BOOLEAN, &[0xff]));
+        }
+        fields.extend(tlv(OCTET_STRING, value));
+        tlv(SEQUENCE, &fields)
+    }
+
+    #[test]
+    fn the_rfc_9773_example_certificate() {
+        let der = pem_blocks(crate::tests::RFC_9773_CERTIFICATE, "CERTIFICATE")
+            .expect("pem")
+            .remove(0);
+        let parts = ari_parts(&der).expect("a certificate");
+        assert_eq!(
+            parts.key_identifier,
+            Some(
+                &[
+                    0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3, 0x7B, 0x84, 0x7B, 0xA0, 0xAE, 0x2C,
+                    0xDE, 0x01, 0xC8, 0xD4
+                ][..]
+            )
+        );
+        assert_eq!(parts.serial, [0x00, 0x87, 0x65, 0x43, 0x21], "the sign byte stays");
+        assert_eq!(issuer_common_name(&der).as_deref(), Some("Example CA"));
+    }
+
+    #[test]
+    fn authority_key_identifiers_are_found_among_extensions() {
+        let key_id = [7u8; 20];
+        let aki = tlv(SEQUENCE, &tlv(KEY_IDENTIFIER, &key_id));
+        // basicConstraints (critical) first, then the AKI.
+        let extensions = [
+            extension(&[0x55, 0x1d, 0x13], true, &tlv(SEQUENCE, &[])),
+            extension(AUTHORITY_KEY_IDENTIFIER, false, &aki),
+        ]
+        .concat();
+        let der = certificate(true, &[0x2a], Some(extensions));
+        assert_eq!(
+            ari_parts(&der),
+            Some(AriParts {
+                key_identifier: Some(&key_id[..]),
+                serial: &[0x2a]
+            })
+        );
+        assert_eq!(issuer_common_name(&der).as_deref(), Some("Test CA"));
+
+        // A v1 certificate has no extensions; an AKI may name the issuer's issuer and serial
+        // instead of a key identifier.
+        let v1 = certificate(false, &[0x01, 0x00], None);
+        assert_eq!(
+            ari_parts(&v1),
+            Some(AriParts {
+                key_identifier: None,
+                serial: &[0x01, 0x00]
+            })
+        );
+        let by_issuer = tlv(SEQUENCE, &tlv(0x82, &[5]));
+        let der = certificate(
+            true,
+            &[0x2a],
+            Some(extension(AUTHORITY_KEY_IDENTIFIER, false, &by_issuer)),
+        );
+        assert_eq!(ari_parts(&der).expect("certificate").key_identifier, None);
+
+        assert_eq!(ari_parts(b"not DER"), None);
+        let mut truncated = certificate(true, &[0x2a], None);
+        truncated.truncate(truncated.len() - 3);
+        assert_eq!(ari_parts(&truncated), None);
+        let garbled = certificate(true, &[0x2a], Some(tlv(SEQUENCE, &tlv(OID, AUTHORITY_KEY_IDENTIFIER))));
+        assert_eq!(ari_parts(&garbled), None, "an extension without a value");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! The account key lives in the host keystore (generated on first use; the host signs every
 //! JWS), the account URL in host-kv. An issuance is a state machine over `begin` and `resume`
-//! ([`order`]): the host presents the http-01 or dns-01 challenges (host-challenge), so the
-//! plugin holds no DNS credentials and opens no port. All host services go through
+//! ([`order`]): the host presents the http-01, dns-01 or dns-persist-01 challenges
+//! (host-challenge), so the plugin holds no DNS credentials and opens no port. Renewal
+//! information (RFC 9773) comes from [`renewal`]. All host services go through
 //! [`services::Services`], so the whole flow runs natively in tests against a fake host and a
 //! fake CA.
 
@@ -15,6 +16,7 @@ mod der;
 mod jws;
 mod names;
 mod order;
+mod renewal;
 mod revoke;
 mod services;
 
@@ -25,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use certctl_sdk::challenge::{self, ChallengeHandle};
 use certctl_sdk::keystore::{self, KeyAlgorithm};
-use certctl_sdk::{IssueRequest, Issuer, PluginError, Progress, kv};
+use certctl_sdk::{IssueRequest, Issuer, PluginError, Progress, RenewalWindow, kv};
 
 pub use config::Config;
 
@@ -56,6 +58,10 @@ impl Issuer for AcmeIssuer {
 
     fn revoke(config: &Config, certificate_pem: &str, reason: u8) -> Result<(), PluginError> {
         revoke::revoke(&HostServices, config, certificate_pem, reason)
+    }
+
+    fn renewal_info(config: &Config, certificate_pem: &str) -> Result<Option<RenewalWindow>, PluginError> {
+        renewal::renewal_info(&HostServices, config, certificate_pem)
     }
 }
 
@@ -98,6 +104,16 @@ impl services::Services for HostServices {
 
     fn present_http(&self, token: &str, key_authorization: &str) -> Result<u64, PluginError> {
         challenge::present_http(token, key_authorization).map(|h| h.0)
+    }
+
+    fn present_persist(
+        &self,
+        identifier: &str,
+        issuer_domain_names: &[String],
+        account_uri: &str,
+        wildcard: bool,
+    ) -> Result<u64, PluginError> {
+        challenge::present_persist(identifier, issuer_domain_names, account_uri, wildcard).map(|h| h.0)
     }
 
     fn ready(&self, handle: u64) -> Result<bool, PluginError> {

@@ -17,8 +17,9 @@ pub(crate) struct Identifier {
 }
 
 /// The identifiers for `names`, in order, without duplicates: DNS names (optionally `*.`) and IP
-/// addresses. Refuses what the CA could not validate with `challenge`: wildcards need dns-01, IP
-/// addresses cannot use dns-01. Errors are [`PluginError::Permanent`]; nothing is called.
+/// addresses. Refuses what the CA could not validate with `challenge`: wildcards need a DNS
+/// challenge (dns-01, dns-persist-01), IP addresses cannot use one. Errors are
+/// [`PluginError::Permanent`]; nothing is called.
 pub(crate) fn identifiers(names: &[String], challenge: ChallengeType) -> Result<Vec<Identifier>, PluginError> {
     if names.is_empty() {
         return Err(PluginError::permanent("the request names nothing to certify"));
@@ -35,9 +36,10 @@ pub(crate) fn identifiers(names: &[String], challenge: ChallengeType) -> Result<
 
 fn identifier(name: &str, challenge: ChallengeType) -> Result<Identifier, PluginError> {
     if let Ok(ip) = name.parse::<IpAddr>() {
-        if challenge == ChallengeType::Dns01 {
+        if challenge.is_dns() {
             return Err(PluginError::permanent(format!(
-                "{name}: IP addresses cannot be validated with dns-01 (RFC 8738); use challenge http-01"
+                "{name}: IP addresses cannot be validated with {} (RFC 8738); use challenge http-01",
+                challenge.as_str()
             )));
         }
         return Ok(Identifier {
@@ -60,9 +62,9 @@ fn identifier(name: &str, challenge: ChallengeType) -> Result<Identifier, Plugin
             "{name:?} is neither a DNS name nor an IP address (internationalised names need their xn-- form)"
         )));
     }
-    if wildcard && challenge == ChallengeType::Http01 {
+    if wildcard && !challenge.is_dns() {
         return Err(PluginError::permanent(format!(
-            "{name}: wildcards need dns-01 (this issuer is configured for http-01)"
+            "{name}: wildcards need dns-01 or dns-persist-01 (this issuer is configured for http-01)"
         )));
     }
     Ok(Identifier {
@@ -72,7 +74,7 @@ fn identifier(name: &str, challenge: ChallengeType) -> Result<Identifier, Plugin
 }
 
 /// LDH labels of 1 to 63 characters, at most 253 in all, no trailing dot.
-fn is_dns_name(name: &str) -> bool {
+pub(crate) fn is_dns_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
@@ -134,9 +136,15 @@ mod tests {
     fn refusals_say_why() {
         assert_eq!(
             refused(&["example.com", "*.example.com"], ChallengeType::Http01),
-            "*.example.com: wildcards need dns-01 (this issuer is configured for http-01)"
+            "*.example.com: wildcards need dns-01 or dns-persist-01 (this issuer is configured for http-01)"
         );
         assert!(refused(&["192.0.2.1"], ChallengeType::Dns01).contains("cannot be validated with dns-01"));
+        assert_eq!(
+            refused(&["192.0.2.1"], ChallengeType::DnsPersist01),
+            "192.0.2.1: IP addresses cannot be validated with dns-persist-01 (RFC 8738); use challenge http-01"
+        );
+        let ids = identifiers(&names(&["*.example.com"]), ChallengeType::DnsPersist01).expect("wildcard");
+        assert_eq!(ids[0].value, "*.example.com");
         assert!(refused(&["ops@example.com"], ChallengeType::Http01).contains("DNS names and IP addresses only"));
         assert_eq!(
             refused(&[], ChallengeType::Http01),

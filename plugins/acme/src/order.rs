@@ -2,7 +2,7 @@
 //! stateless, so everything a later call needs travels in the pending state (JSON, [`State`]).
 //!
 //! ```text
-//! begin:  newOrder (or the order of an earlier begin of the same CSR, from host-kv)
+//! begin:  newOrder {replaces?} (or the order of an earlier begin of the same CSR, from host-kv)
 //!         -> fetch authorizations -> present challenges -> pending "presented"
 //! resume: presented:  host-challenge.ready on each handle; not all ready -> pending (no HTTP)
 //!                     all ready -> POST {} to each challenge -> pending "validating"
@@ -18,15 +18,16 @@
 
 use certctl_sdk::{IssueRequest, PluginError, Progress, log};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::account;
 use crate::chain;
-use crate::client::{self, Client, Directory, IdentifierBody, ProblemBody};
+use crate::client::{self, AcmeError, Client, Directory, IdentifierBody, Problem, ProblemBody};
 use crate::config::{ChallengeType, Config};
 use crate::jws::{AccountKey, b64};
 use crate::names::{self, Identifier};
+use crate::renewal;
 use crate::services::Services;
 
 /// The version of [`State`]; another one is refused.
@@ -35,6 +36,9 @@ const STATE_VERSION: u8 = 1;
 pub(crate) const MAX_ROUNDS: u32 = 200;
 /// The first wait after presenting the challenges.
 const FIRST_WAIT_MS: u32 = 1_000;
+/// At most this many `issuer-domain-names` in a dns-persist-01 challenge
+/// (draft-ietf-acme-dns-persist-01 §3.1).
+const MAX_ISSUER_DOMAIN_NAMES: usize = 10;
 
 /// What a pending issuance carries from call to call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +121,13 @@ struct ChallengeBody {
     status: String,
     #[serde(default)]
     error: Option<ProblemBody>,
+    /// dns-persist-01: the names the record may authorise the account at (read and checked by
+    /// [`issuer_domain_names`]; `Null` when absent).
+    #[serde(default, rename = "issuer-domain-names")]
+    issuer_domain_names: Value,
+    /// dns-persist-01: the account URI the CA expects in the record.
+    #[serde(default)]
+    accounturi: Option<String>,
 }
 
 impl AuthorizationBody {
@@ -153,6 +164,7 @@ pub(crate) fn begin<H: Services>(host: &H, config: &Config, request: &IssueReque
     }
     let directory = Directory::fetch(&config.directory_url, host.now())?;
     let profile = profile(config, request, &directory)?;
+    let replaces = replaces(request, &directory);
     let (mut client, account_url) = account::open(host, config, &directory)?;
     let mut state = State {
         version: STATE_VERSION,
@@ -167,8 +179,15 @@ pub(crate) fn begin<H: Services>(host: &H, config: &Config, request: &IssueReque
         authorizations: Vec::new(),
         rounds: 0,
     };
-    let result = open_order(&mut client, &directory, &mut state, &identifiers, profile.as_deref())
-        .and_then(|order| advance(&mut client, config, &mut state, order, None));
+    let result = open_order(
+        &mut client,
+        &directory,
+        &mut state,
+        &identifiers,
+        profile.as_deref(),
+        replaces.as_deref(),
+    )
+    .and_then(|order| advance(&mut client, config, &mut state, order, None));
     settle(host, &mut state, result)
 }
 
@@ -240,6 +259,38 @@ fn profile(config: &Config, request: &IssueRequest, directory: &Directory) -> Re
     Ok(None)
 }
 
+/// newOrder's `replaces` (RFC 9773 §5): on a renewal, the ARI identifier of the certificate it
+/// replaces, when the CA offers renewal information. A certificate that cannot be named is left
+/// out, with a log line: the link never fails a renewal.
+fn replaces(request: &IssueRequest, directory: &Directory) -> Option<String> {
+    let pem = request.replaces.as_deref()?;
+    directory.renewal_info.as_ref()?;
+    match renewal::certificate_id(pem) {
+        Ok(Some(id)) => Some(id),
+        Ok(None) => {
+            log::info(
+                "the replaced certificate has no Authority Key Identifier: the new order does not name it (replaces)",
+            );
+            None
+        }
+        Err(e) => {
+            log::warn(format!(
+                "the replaced certificate cannot be read ({e}): the new order does not name it (replaces)"
+            ));
+            None
+        }
+    }
+}
+
+/// Whether the CA refused newOrder for its `replaces`: `alreadyReplaced` (RFC 9773 §5, HTTP 409),
+/// any other 409 Conflict, or a `malformed` about the field (Boulder: "Could not validate ARI
+/// 'replaces' field").
+fn refuses_replaces(problem: &Problem) -> bool {
+    problem.is("alreadyReplaced")
+        || problem.status == 409
+        || (problem.is("malformed") && problem.detail.to_ascii_lowercase().contains("replaces"))
+}
+
 /// The order of an earlier `begin` of the same CSR, if the CA still has it usable; otherwise a
 /// new order, remembered in host-kv.
 fn open_order<H: Services>(
@@ -248,6 +299,7 @@ fn open_order<H: Services>(
     state: &mut State,
     identifiers: &[Identifier],
     profile: Option<&str>,
+    replaces: Option<&str>,
 ) -> Result<OrderBody, PluginError> {
     let host = client.host();
     if let Some(url) = host.kv_get(&state.order_key).and_then(|v| String::from_utf8(v).ok()) {
@@ -276,20 +328,36 @@ fn open_order<H: Services>(
         }
         host.kv_delete(&state.order_key);
     }
-    let mut payload = json!({"identifiers": identifiers});
-    if let Some(profile) = profile {
-        payload["profile"] = json!(profile);
-    }
-    let response = client.post("newOrder", &directory.new_order, &payload)?;
+    let payload = |replaces: Option<&str>| {
+        let mut payload = json!({"identifiers": identifiers});
+        if let Some(profile) = profile {
+            payload["profile"] = json!(profile);
+        }
+        if let Some(id) = replaces {
+            payload["replaces"] = json!(id);
+        }
+        payload
+    };
+    let (response, replaced) = match client.post("newOrder", &directory.new_order, &payload(replaces)) {
+        Err(AcmeError::Problem(problem)) if replaces.is_some() && refuses_replaces(&problem) => {
+            log::warn(format!(
+                "{}; ordering again without replaces (the renewal does not depend on the link)",
+                problem.message()
+            ));
+            (client.post("newOrder", &directory.new_order, &payload(None))?, None)
+        }
+        result => (result?, replaces),
+    };
     let url = client::location("newOrder", &response)?;
     host.kv_set(&state.order_key, url.as_bytes())?;
     log::info(format!(
-        "opened the order {url} for {}",
+        "opened the order {url} for {}{}",
         identifiers
             .iter()
             .map(|i| i.value.as_str())
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        replaced.map_or_else(String::new, |id| format!(", replacing the certificate {id}"))
     ));
     state.order_url = url;
     client::json("newOrder", &response)
@@ -301,11 +369,14 @@ fn step<H: Services>(host: &H, config: &Config, state: &mut State) -> Result<Pro
         return Err(PluginError::permanent(format!(
             "gave up on the order {} after {MAX_ROUNDS} checks; {}",
             state.order_url,
-            match state.phase {
-                Phase::Presented =>
+            match (state.phase, state.challenge) {
+                (Phase::Presented, ChallengeType::DnsPersist01) =>
+                    "the _validation-persist records never became visible: were they approved, and can the DNS solver \
+                     publish them?",
+                (Phase::Presented, _) =>
                     "the challenges never became visible: check the DNS solver or the HTTP challenge listener",
-                Phase::Validating => "the CA never finished validating",
-                Phase::Finalizing => "the CA never finished issuing",
+                (Phase::Validating, _) => "the CA never finished validating",
+                (Phase::Finalizing, _) => "the CA never finished issuing",
             }
         )));
     }
@@ -319,11 +390,16 @@ fn step<H: Services>(host: &H, config: &Config, state: &mut State) -> Result<Pro
                 && !host.ready(handle)?
             {
                 log::info(format!(
-                    "the {} challenge for {} is not visible yet",
+                    "the {} challenge for {} is not visible yet{}",
                     state.challenge.as_str(),
-                    authorization.identifier
+                    authorization.identifier,
+                    if state.challenge == ChallengeType::DnsPersist01 {
+                        " (a new _validation-persist record waits for the operator's approval)"
+                    } else {
+                        ""
+                    }
                 ));
-                return pending(state, wait(state.rounds, None));
+                return pending(state, presented_wait(state));
             }
             state.authorizations[i].ready = true;
         }
@@ -436,21 +512,47 @@ fn present<H: Services>(client: &mut Client<'_, H>, state: &mut State, order: &O
                 offered.join(", ")
             )));
         };
-        // The token becomes a URL path on the host's listener: base64url only (RFC 8555 §8.3).
-        if challenge.token.is_empty()
-            || !challenge
-                .token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(PluginError::permanent(format!(
-                "the CA sent a {wanted} token for {name} that is not base64url"
-            )));
-        }
-        let key_authorization = client.key().key_authorization(&challenge.token);
         let handle = match state.challenge {
-            ChallengeType::Http01 => host.present_http(&challenge.token, &key_authorization)?,
-            ChallengeType::Dns01 => host.present_dns(&authorization.identifier.value, &key_authorization)?,
+            ChallengeType::Http01 | ChallengeType::Dns01 => {
+                // The token becomes a URL path on the host's listener: base64url only (RFC 8555
+                // §8.3).
+                if challenge.token.is_empty()
+                    || !challenge
+                        .token
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(PluginError::permanent(format!(
+                        "the CA sent a {wanted} token for {name} that is not base64url"
+                    )));
+                }
+                let key_authorization = client.key().key_authorization(&challenge.token);
+                if state.challenge == ChallengeType::Http01 {
+                    host.present_http(&challenge.token, &key_authorization)?
+                } else {
+                    host.present_dns(&authorization.identifier.value, &key_authorization)?
+                }
+            }
+            ChallengeType::DnsPersist01 => {
+                let issuers = issuer_domain_names(challenge, &name)?;
+                if let Some(uri) = &challenge.accounturi
+                    && *uri != state.account_url
+                {
+                    log::warn(format!(
+                        "the CA's dns-persist-01 challenge for {name} names the account URI {uri}; the record \
+                         authorises this account's URL {}, which the draft has CAs accept",
+                        state.account_url
+                    ));
+                }
+                // The identifier of a wildcard authorization is the base domain; the record
+                // covers the wildcard with policy=wildcard.
+                host.present_persist(
+                    &authorization.identifier.value,
+                    &issuers,
+                    &state.account_url,
+                    authorization.wildcard,
+                )?
+            }
         };
         log::info(format!("presented the {wanted} challenge for {name}"));
         state.authorizations.push(Authorization {
@@ -463,6 +565,43 @@ fn present<H: Services>(client: &mut Client<'_, H>, state: &mut State, order: &O
         });
     }
     Ok(())
+}
+
+/// The `issuer-domain-names` of a dns-persist-01 challenge (draft-ietf-acme-dns-persist-01
+/// §3.1): one to ten domain names (A-labels, no trailing dot), lowercased (the CA must send them
+/// so; DNS names compare case-insensitively). Anything else is the CA's error.
+fn issuer_domain_names(challenge: &ChallengeBody, name: &str) -> Result<Vec<String>, PluginError> {
+    let malformed = |why: String| {
+        PluginError::permanent(format!(
+            "the CA's dns-persist-01 challenge for {name} is malformed: {why} (draft-ietf-acme-dns-persist-01 asks \
+             for 1 to {MAX_ISSUER_DOMAIN_NAMES} issuer domain names)"
+        ))
+    };
+    let list = match &challenge.issuer_domain_names {
+        Value::Array(list) => list,
+        Value::Null => return Err(malformed("it has no issuer-domain-names".into())),
+        other => return Err(malformed(format!("issuer-domain-names is {other}, not an array"))),
+    };
+    if list.is_empty() {
+        return Err(malformed("issuer-domain-names is empty".into()));
+    }
+    if list.len() > MAX_ISSUER_DOMAIN_NAMES {
+        return Err(malformed(format!("issuer-domain-names has {} entries", list.len())));
+    }
+    list.iter()
+        .map(|value| {
+            let Some(domain) = value.as_str() else {
+                return Err(malformed(format!("issuer-domain-names holds {value}, not a string")));
+            };
+            let lower = domain.to_ascii_lowercase();
+            if !names::is_dns_name(&lower) {
+                return Err(malformed(format!(
+                    "{domain:?} in issuer-domain-names is not a domain name (A-labels, no trailing dot)"
+                )));
+            }
+            Ok(lower)
+        })
+        .collect()
 }
 
 /// Asks the CA to validate each challenge not asked yet. Reads the authorization first, so a
@@ -584,6 +723,16 @@ fn pending(state: &State, after_ms: u32) -> Result<Progress, PluginError> {
     Ok(Progress::Pending { after_ms, state })
 }
 
+/// How long to wait for presented challenges to become visible: as [`wait`], except that a
+/// dns-persist-01 record may first need the operator's approval, so its waits grow to a minute
+/// (the [`MAX_ROUNDS`] then last almost three hours instead of forty minutes).
+fn presented_wait(state: &State) -> u32 {
+    match state.challenge {
+        ChallengeType::DnsPersist01 if state.rounds >= 40 => 60_000,
+        _ => wait(state.rounds, None),
+    }
+}
+
 /// How long to wait: what the CA asked for (1 s to 1 h), else longer as the rounds go by.
 fn wait(rounds: u32, retry_after: Option<u32>) -> u32 {
     match retry_after {
@@ -606,6 +755,31 @@ mod tests {
         assert_eq!(wait(0, Some(3)), 3_000);
         assert_eq!(wait(0, Some(0)), 1_000);
         assert_eq!(wait(0, Some(86_400)), 3_600_000);
+    }
+
+    #[test]
+    fn persist_records_are_waited_for_longer() {
+        let state = |challenge, rounds| State {
+            version: STATE_VERSION,
+            new_nonce: String::new(),
+            key_id: String::new(),
+            account_url: String::new(),
+            order_url: String::new(),
+            order_key: String::new(),
+            csr: String::new(),
+            challenge,
+            phase: Phase::Presented,
+            authorizations: Vec::new(),
+            rounds,
+        };
+        assert_eq!(presented_wait(&state(ChallengeType::DnsPersist01, 0)), 1_000);
+        assert_eq!(presented_wait(&state(ChallengeType::DnsPersist01, 39)), 5_000);
+        assert_eq!(presented_wait(&state(ChallengeType::DnsPersist01, 40)), 60_000);
+        assert_eq!(presented_wait(&state(ChallengeType::Dns01, 40)), 15_000);
+        let total: u64 = (1..=MAX_ROUNDS)
+            .map(|rounds| u64::from(presented_wait(&state(ChallengeType::DnsPersist01, rounds))))
+            .sum();
+        assert!((9_000_000..10_800_000).contains(&total), "{total} ms");
     }
 
     #[test]

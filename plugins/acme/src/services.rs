@@ -22,6 +22,15 @@ pub(crate) trait Services {
     /// host-challenge.
     fn present_dns(&self, identifier: &str, key_authorization: &str) -> Result<u64, PluginError>;
     fn present_http(&self, token: &str, key_authorization: &str) -> Result<u64, PluginError>;
+    /// dns-persist-01: a lasting `_validation-persist.<identifier>` record; the host's cleanup
+    /// of its handle closes the handle and leaves the record.
+    fn present_persist(
+        &self,
+        identifier: &str,
+        issuer_domain_names: &[String],
+        account_uri: &str,
+        wildcard: bool,
+    ) -> Result<u64, PluginError>;
     fn ready(&self, handle: u64) -> Result<bool, PluginError>;
     fn cleanup(&self, handle: u64) -> Result<(), PluginError>;
 

@@ -2,7 +2,9 @@
 //! authorizations, challenges, certificates), strict like Pebble (every JWS is verified — nonce,
 //! url, jwk/kid, signature with the account's key — and a challenge may be posted only while
 //! pending), with knobs for the failures the tests need. It validates a challenge by looking at
-//! what the fake host presented.
+//! what the fake host presented. Optionally it offers ACME Renewal Information (RFC 9773: a
+//! `renewalInfo` directory entry, `replaces` in newOrder, `alreadyReplaced`) and dns-persist-01
+//! challenges (draft-ietf-acme-dns-persist-01).
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -48,6 +50,7 @@ struct Order {
     identifiers: Vec<Value>,
     authorizations: Vec<usize>,
     profile: Option<String>,
+    replaces: Option<String>,
     finalized: bool,
     csr: Option<String>,
     processing_left: u32,
@@ -100,6 +103,15 @@ pub struct State {
     pub retry_after: Option<String>,
     /// Serve chain B as an alternate of chain A.
     pub alternates: bool,
+    /// ACME Renewal Information: `renewalInfo` in the directory (unknown certificates are a
+    /// 404; tests answer known ones with expectations), `replaces` accepted in newOrder.
+    pub ari: bool,
+    /// The certificates (ARI identifiers) a newOrder named in `replaces`; naming one again is
+    /// `alreadyReplaced`.
+    pub replaced: BTreeSet<String>,
+    /// Offer a dns-persist-01 challenge in every authorization, with this
+    /// `issuer-domain-names` (`Null`: the field left out).
+    pub persist_issuers: Option<Value>,
 }
 
 #[derive(Clone)]
@@ -272,6 +284,30 @@ fn problem(status: u16, kind: &str, detail: &str) -> Answer {
     answer
 }
 
+/// A `_validation-persist` TXT value (draft-ietf-acme-dns-persist-01 §4.1): an issue-value
+/// whose issuer domain name is one of `issuers`, whose `accounturi` is `account`, and with
+/// `policy=wildcard` (case-insensitive) for a wildcard authorization. Unknown parameters are
+/// ignored.
+fn persist_record_valid(value: &str, issuers: &[String], account: &str, wildcard: bool) -> bool {
+    let mut parts = value.split(';');
+    let issuer = parts.next().unwrap_or("").trim();
+    let mut accounturi = None;
+    let mut policy = None;
+    for parameter in parts {
+        let Some((tag, value)) = parameter.trim().split_once('=') else {
+            return false;
+        };
+        match tag {
+            "accounturi" => accounturi = Some(value.to_string()),
+            "policy" => policy = Some(value.to_ascii_lowercase()),
+            _ => {}
+        }
+    }
+    issuers.iter().any(|i| i == issuer)
+        && accounturi.as_deref() == Some(account)
+        && (!wildcard || policy.as_deref() == Some("wildcard"))
+}
+
 /// A verified POST.
 struct Post {
     header: Value,
@@ -345,17 +381,22 @@ impl State {
                         .map(|p| (p.clone(), json!(format!("the {p} profile"))))
                         .collect();
                 }
-                Answer::json(
-                    200,
-                    &json!({
-                        "newNonce": Self::url("/nonce"),
-                        "newAccount": Self::url("/new-account"),
-                        "newOrder": Self::url("/new-order"),
-                        "revokeCert": Self::url("/revoke-cert"),
-                        "keyChange": Self::url("/rollover-account-key"),
-                        "meta": meta,
-                    }),
-                )
+                let mut directory = json!({
+                    "newNonce": Self::url("/nonce"),
+                    "newAccount": Self::url("/new-account"),
+                    "newOrder": Self::url("/new-order"),
+                    "revokeCert": Self::url("/revoke-cert"),
+                    "keyChange": Self::url("/rollover-account-key"),
+                    "meta": meta,
+                });
+                if self.ari {
+                    directory["renewalInfo"] = json!(Self::url("/renewal-info"));
+                }
+                Answer::json(200, &directory)
+            }
+            // As Boulder: a certificate the CA does not know.
+            (Method::Get, path) if self.ari && path.starts_with("/renewal-info/") => {
+                problem(404, "malformed", "Certificate not found")
             }
             (Method::Head, "/nonce") => Answer::new(200),
             (Method::Get, "/nonce") => Answer::new(204),
@@ -579,6 +620,21 @@ impl State {
         if identifiers.is_empty() {
             return problem(400, "malformed", "Order included no identifiers");
         }
+        let replaces = match payload.get("replaces") {
+            None => None,
+            Some(_) if !self.ari => return problem(400, "malformed", "this CA does not offer renewal information"),
+            Some(Value::String(id)) if self.replaced.contains(id) => {
+                return problem(
+                    409,
+                    "alreadyReplaced",
+                    &format!(
+                        "cannot indicate an order replaces certificate {id:?}, which already has a replacement order"
+                    ),
+                );
+            }
+            Some(Value::String(id)) => Some(id.clone()),
+            Some(_) => return problem(400, "malformed", "replaces is not a string"),
+        };
         let mut authorizations = Vec::new();
         for identifier in &identifiers {
             let value = identifier["value"].as_str().unwrap_or("");
@@ -612,6 +668,14 @@ impl State {
                     },
                 );
             }
+            if self.persist_issuers.is_some() {
+                challenges.push(Challenge {
+                    kind: "dns-persist-01",
+                    token: String::new(),
+                    status: "pending",
+                    error: None,
+                });
+            }
             self.authzs.push(Authz {
                 identifier: base.to_string(),
                 kind,
@@ -623,11 +687,15 @@ impl State {
             authorizations.push(id);
         }
         let account = post.account.map(|i| self.accounts[i].url.clone()).unwrap_or_default();
+        if let Some(id) = &replaces {
+            self.replaced.insert(id.clone());
+        }
         self.orders.push(Order {
             account,
             identifiers,
             authorizations,
             profile,
+            replaces,
             finalized: false,
             csr: None,
             processing_left: 0,
@@ -672,6 +740,10 @@ impl State {
         if let Some(profile) = &order.profile {
             body["profile"] = json!(profile);
         }
+        // RFC 9773 §5: reflected in the order.
+        if let Some(replaces) = &order.replaces {
+            body["replaces"] = json!(replaces);
+        }
         if status == "valid" {
             body["certificate"] = json!(Self::url(&format!("/cert/{i}")));
         }
@@ -696,6 +768,7 @@ impl State {
                 self.decide(i);
             }
         }
+        let account = self.account_of(i);
         let authz = &self.authzs[i];
         let challenges: Vec<Value> = authz
             .challenges
@@ -708,6 +781,17 @@ impl State {
                     "token": c.token,
                     "status": c.status,
                 });
+                if c.kind == "dns-persist-01" {
+                    // draft-ietf-acme-dns-persist-01 §3.1: no token; the issuer domain names
+                    // and the account URI the record must carry.
+                    if let Some(fields) = v.as_object_mut() {
+                        fields.remove("token");
+                    }
+                    if let Some(issuers) = self.persist_issuers.clone().filter(|v| !v.is_null()) {
+                        v["issuer-domain-names"] = issuers;
+                    }
+                    v["accounturi"] = json!(account);
+                }
                 if let Some(e) = &c.error {
                     v["error"] = e.clone();
                 }
@@ -729,28 +813,49 @@ impl State {
         }
     }
 
+    /// The URL of the account that ordered authorization `i`.
+    fn account_of(&self, i: usize) -> String {
+        let order = self.orders.iter().find(|o| o.authorizations.contains(&i));
+        order.map(|o| o.account.clone()).unwrap_or_default()
+    }
+
     /// Validates the challenge being processed against what the host presented.
     fn decide(&mut self, i: usize) {
-        let account_jwk = {
-            let order = self.orders.iter().find(|o| o.authorizations.contains(&i));
-            let url = order.map(|o| o.account.clone()).unwrap_or_default();
-            self.accounts.iter().find(|a| a.url == url).map(|a| a.jwk.clone())
-        };
+        let account = self.account_of(i);
+        let account_jwk = self.accounts.iter().find(|a| a.url == account).map(|a| a.jwk.clone());
         let thumbprint = account_jwk.as_ref().map(thumbprint).unwrap_or_default();
+        let issuers: Vec<String> = match &self.persist_issuers {
+            Some(Value::Array(list)) => list.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        };
         let presented = self.presented.borrow();
         let authz = &mut self.authzs[i];
-        let identifier = authz.identifier.clone();
+        let (identifier, wildcard) = (authz.identifier.clone(), authz.wildcard);
         for challenge in authz.challenges.iter_mut().filter(|c| c.status == "processing") {
-            let expected = format!("{}.{thumbprint}", challenge.token);
-            let found = presented.iter().any(|p| {
-                !p.cleaned
-                    && p.kind == challenge.kind
-                    && p.key_authorization == expected
-                    && match challenge.kind {
-                        "http-01" => p.name == challenge.token,
-                        _ => p.name == identifier,
-                    }
-            });
+            let (found, detail) = if challenge.kind == "dns-persist-01" {
+                // The record stays when its handle is cleaned up: any one ever presented counts.
+                let found = presented.iter().any(|p| {
+                    p.kind == "dns-persist-01"
+                        && p.name == identifier
+                        && persist_record_valid(&p.value, &issuers, &account, wildcard)
+                });
+                let detail = format!("No valid TXT record found at _validation-persist.{identifier}");
+                (found, detail)
+            } else {
+                let expected = format!("{}.{thumbprint}", challenge.token);
+                let found = presented.iter().any(|p| {
+                    !p.cleaned
+                        && p.kind == challenge.kind
+                        && p.value == expected
+                        && match challenge.kind {
+                            "http-01" => p.name == challenge.token,
+                            _ => p.name == identifier,
+                        }
+                });
+                let detail =
+                    format!("The key authorization file from the server did not match this challenge {expected:?}");
+                (found, detail)
+            };
             if found && !self.fail_validation {
                 challenge.status = "valid";
                 authz.status = "valid";
@@ -758,7 +863,7 @@ impl State {
                 challenge.status = "invalid";
                 challenge.error = Some(json!({
                     "type": "urn:ietf:params:acme:error:unauthorized",
-                    "detail": format!("The key authorization file from the server did not match this challenge {expected:?}"),
+                    "detail": detail,
                     "status": 403,
                 }));
                 authz.status = "invalid";

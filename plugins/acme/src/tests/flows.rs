@@ -87,7 +87,7 @@ fn http01_happy_path() {
     assert_eq!(presented[0].kind, "http-01");
     assert_eq!(presented[0].name, "token-0-http");
     assert_eq!(
-        presented[0].key_authorization,
+        presented[0].value,
         format!("token-0-http.{}", fake_ca::thumbprint(&jwk))
     );
 
@@ -166,7 +166,7 @@ fn dns01_happy_path_with_a_wildcard() {
     let kinds: Vec<(&str, &str)> = presented.iter().map(|p| (p.kind, p.name.as_str())).collect();
     // Both under the same name: the wildcard's authorization is for example.com.
     assert_eq!(kinds, [("dns-01", "example.com"), ("dns-01", "example.com")]);
-    assert_ne!(presented[0].key_authorization, presented[1].key_authorization);
+    assert_ne!(presented[0].value, presented[1].value);
     let state = state_of(&progress);
     let names: Vec<&str> = state.authorizations.iter().map(|a| a.identifier.as_str()).collect();
     assert_eq!(names, ["*.example.com", "example.com"]);
@@ -327,7 +327,7 @@ fn a_wrong_key_authorization_is_what_the_ca_rejects() {
     // thumbprint does not validate (the happy paths prove the right one does).
     let h = Harness::new("");
     let progress = h.begin(&["example.com"]).expect("begin");
-    h.host.presented.borrow_mut()[0].key_authorization.push('x');
+    h.host.presented.borrow_mut()[0].value.push('x');
     let e = h.finish(progress).0.expect_err("mismatch");
     assert!(
         matches!(&e, PluginError::Permanent(m) if m.contains("did not match")),
@@ -768,7 +768,7 @@ fn check_request_has_no_side_effects() {
     assert_eq!(
         issuer.check_request(&request(&["*.example.com"])),
         Err(PluginError::Permanent(
-            "*.example.com: wildcards need dns-01 (this issuer is configured for http-01)".into()
+            "*.example.com: wildcards need dns-01 or dns-persist-01 (this issuer is configured for http-01)".into()
         ))
     );
     let dns = testkit::issuer::<AcmeIssuer>(

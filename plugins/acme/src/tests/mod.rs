@@ -2,8 +2,10 @@
 //! RSA keys, host-challenge that records what was presented) and a Pebble-like fake CA behind
 //! the SDK's `MockHttp` that verifies every JWS.
 
+mod ari;
 mod fake_ca;
 mod flows;
+mod persist;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -23,6 +25,18 @@ use fake_ca::FakeCa;
 const NOW: u64 = 1_767_225_600;
 const RSA_KEY: &str = include_str!("../../testdata/rsa-2048.pem");
 
+/// RFC 9773 Appendix A: the example certificate of ACME Renewal Information.
+pub const RFC_9773_CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----
+MIIBQzCB66ADAgECAgUAh2VDITAKBggqhkjOPQQDAjAVMRMwEQYDVQQDEwpFeGFt
+cGxlIENBMCIYDzAwMDEwMTAxMDAwMDAwWhgPMDAwMTAxMDEwMDAwMDBaMBYxFDAS
+BgNVBAMTC2V4YW1wbGUuY29tMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEeBZu
+7cbpAYNXZLbbh8rNIzuOoqOOtmxA1v7cRm//AwyMwWxyHz4zfwmBhcSrf47NUAFf
+qzLQ2PPQxdTXREYEnKMjMCEwHwYDVR0jBBgwFoAUaYhba4dGQEHhs3uEe6CuLN4B
+yNQwCgYIKoZIzj0EAwIDRwAwRAIge09+S5TZAlw5tgtiVvuERV6cT4mfutXIlwTb
++FYN/8oCIClDsqBklhB9KAelFiYt9+6FDj3z4KGVelYM5MdsO3pK
+-----END CERTIFICATE-----
+";
+
 #[derive(Clone)]
 pub enum FakeKey {
     P256(p256::ecdsa::SigningKey),
@@ -32,12 +46,25 @@ pub enum FakeKey {
 /// A challenge the plugin asked the host to present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Presented {
-    /// `http-01` or `dns-01`.
+    /// `http-01`, `dns-01` or `dns-persist-01`.
     pub kind: &'static str,
-    /// The token (http-01) or the identifier (dns-01).
+    /// The token (http-01) or the identifier (dns-01, dns-persist-01).
     pub name: String,
-    pub key_authorization: String,
+    /// The key authorization (http-01, dns-01), or the TXT value of the `_validation-persist`
+    /// record (dns-persist-01), as the host writes it.
+    pub value: String,
+    /// The plugin cleaned it up. A dns-persist-01 record stays all the same: the host only
+    /// closes its handle.
     pub cleaned: bool,
+}
+
+/// The arguments of one `present_persist`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistCall {
+    pub identifier: String,
+    pub issuer_domain_names: Vec<String>,
+    pub account_uri: String,
+    pub wildcard: bool,
 }
 
 /// The host services, in memory. Handles are indexes into `presented`, plus one.
@@ -46,6 +73,7 @@ pub struct FakeHost {
     pub kv: RefCell<BTreeMap<String, Vec<u8>>>,
     pub keys: Rc<RefCell<BTreeMap<String, FakeKey>>>,
     pub presented: Rc<RefCell<Vec<Presented>>>,
+    pub persist_calls: RefCell<Vec<PersistCall>>,
     /// `ready` answers false this many times before true.
     pub not_ready: Cell<u32>,
     pub ready_calls: Cell<u32>,
@@ -57,12 +85,12 @@ pub struct FakeHost {
 }
 
 impl FakeHost {
-    fn present(&self, kind: &'static str, name: &str, key_authorization: &str) -> u64 {
+    fn present(&self, kind: &'static str, name: &str, value: &str) -> u64 {
         let mut presented = self.presented.borrow_mut();
         presented.push(Presented {
             kind,
             name: name.to_string(),
-            key_authorization: key_authorization.to_string(),
+            value: value.to_string(),
             cleaned: false,
         });
         presented.len() as u64
@@ -170,6 +198,32 @@ impl Services for FakeHost {
         Ok(self.present("http-01", token, key_authorization))
     }
 
+    /// As the host: the record names the first issuer domain name.
+    fn present_persist(
+        &self,
+        identifier: &str,
+        issuer_domain_names: &[String],
+        account_uri: &str,
+        wildcard: bool,
+    ) -> Result<u64, PluginError> {
+        self.persist_calls.borrow_mut().push(PersistCall {
+            identifier: identifier.to_string(),
+            issuer_domain_names: issuer_domain_names.to_vec(),
+            account_uri: account_uri.to_string(),
+            wildcard,
+        });
+        let Some(issuer) = issuer_domain_names.first() else {
+            return Err(PluginError::permanent(format!(
+                "dns-persist-01 for {identifier}: the CA listed no issuer domain names"
+            )));
+        };
+        let mut value = format!("{issuer}; accounturi={account_uri}");
+        if wildcard {
+            value.push_str("; policy=wildcard");
+        }
+        Ok(self.present("dns-persist-01", identifier, &value))
+    }
+
     fn ready(&self, handle: u64) -> Result<bool, PluginError> {
         let i = self.handle(handle)?;
         assert!(!self.presented.borrow()[i].cleaned, "ready on a cleaned-up challenge");
@@ -222,6 +276,7 @@ pub fn request(names: &[&str]) -> IssueRequest {
         names: names.iter().map(|n| n.to_string()).collect(),
         validity_days: None,
         profile: None,
+        replaces: None,
     }
 }
 
