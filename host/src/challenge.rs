@@ -75,6 +75,13 @@ pub struct ChallengeBroker {
     names: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// An issuer's `cname_policy` for dns-01 records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CnamePolicy {
+    None,
+    Follow,
+}
+
 /// What a dns-persist-01 record must say, kept with its row (`detail`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PersistDetail {
@@ -159,6 +166,57 @@ impl ChallengeBroker {
             .ok_or_else(|| PluginFailure::NotFound(format!("no DNS zone found for {fqdn} (no SOA record)")))
     }
 
+    /// The issuer's `cname_policy`: `none` (default) or `follow`.
+    async fn cname_policy(&self, issuer_id: &str) -> Result<CnamePolicy, PluginFailure> {
+        let issuer = self
+            .store
+            .get_instance(InstanceKind::Issuer, issuer_id)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| PluginFailure::NotFound(format!("issuer instance {issuer_id}")))?;
+        match issuer.config.get("cname_policy").and_then(|v| v.as_str()) {
+            None | Some("none") => Ok(CnamePolicy::None),
+            Some("follow") => Ok(CnamePolicy::Follow),
+            Some(other) => Err(PluginFailure::InvalidConfig(format!(
+                "config.cname_policy: {other:?} is not none or follow"
+            ))),
+        }
+    }
+
+    /// Where a CNAME chain from `fqdn` ends (at most 8 links): delegated validation publishes
+    /// the record there. A CNAME that a wildcard record synthesised is refused: it would send
+    /// every name's challenge to one place nobody chose for it.
+    async fn follow_cname(&self, fqdn: &str) -> Result<String, PluginFailure> {
+        let mut name = fqdn.to_string();
+        for _ in 0..8 {
+            let answer = self.resolve(&name, dns::CNAME).await?;
+            let Some(target) = answer.answers.iter().find_map(|r| match (&r.data, r.rtype) {
+                (dns::Data::Name(t), dns::CNAME) if r.name.eq_ignore_ascii_case(&name) => Some(t.clone()),
+                _ => None,
+            }) else {
+                return Ok(name);
+            };
+            // A sibling nobody created: if it has the same CNAME, a wildcard made both.
+            let parent = name.split_once('.').map_or("", |(_, p)| p);
+            let probe = format!("_certctl-probe-{:016x}.{parent}", rand::random::<u64>());
+            let synthesised = self.resolve(&probe, dns::CNAME).await?.answers.iter().any(|r| {
+                r.rtype == dns::CNAME && matches!(&r.data, dns::Data::Name(t) if t.eq_ignore_ascii_case(&target))
+            });
+            if synthesised {
+                return Err(PluginFailure::Permanent(format!(
+                    "{name} is a CNAME to {target} that a wildcard record synthesised (the made-up name \
+                     {probe} gets the same answer); refusing to follow it: create an explicit CNAME at \
+                     {name}, or set the issuer's cname_policy to none"
+                )));
+            }
+            tracing::info!(from = %name, to = %target, "dns-01: following CNAME");
+            name = target.trim_end_matches('.').to_ascii_lowercase();
+        }
+        Err(PluginFailure::Permanent(format!(
+            "the CNAME chain from {fqdn} is longer than 8 links"
+        )))
+    }
+
     /// The DNS-solver instance and its resolved configuration for an issuer instance.
     async fn solver_of(&self, issuer_id: &str) -> Result<(crate::model::PluginInstance, String), PluginFailure> {
         let issuer = self
@@ -232,8 +290,11 @@ impl ChallengeBroker {
             .trim_start_matches("*.")
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        let fqdn = format!("_acme-challenge.{name}");
         let (solver, config) = self.solver_of(issuer_id).await?;
+        let fqdn = match self.cname_policy(issuer_id).await? {
+            CnamePolicy::None => format!("_acme-challenge.{name}"),
+            CnamePolicy::Follow => self.follow_cname(&format!("_acme-challenge.{name}")).await?,
+        };
         let zone = self.zone_of(&fqdn).await?;
         let value = dns01_value(key_authorization);
         let id = self

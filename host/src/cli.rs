@@ -41,7 +41,13 @@ pub enum Command {
     Certs(CertsCommand),
     /// Issuer instances.
     #[command(subcommand)]
-    Issuers(IssuersCommand),
+    Issuers(InstancesCommand),
+    /// DNS-solver instances.
+    #[command(subcommand, name = "dns-solvers")]
+    DnsSolvers(InstancesCommand),
+    /// dns-persist-01 records waiting for (or past) the operator's approval.
+    #[command(subcommand, name = "dns-persist")]
+    DnsPersist(DnsPersistCommand),
     /// Jobs (issuance, renewal, revocation, notifications).
     #[command(subcommand)]
     Jobs(JobsCommand),
@@ -150,15 +156,26 @@ pub enum CertsCommand {
         /// key=value labels (repeatable).
         #[arg(long = "label")]
         labels: Vec<String>,
+        /// Issuer profile, e.g. an ACME profile the CA lists.
+        #[arg(long)]
+        profile: Option<String>,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Send a CSR (PEM file) for a certificate whose key is generated elsewhere.
     Csr {
         id: String,
         #[arg(long)]
         file: PathBuf,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Renew now.
-    Renew { id: String },
+    Renew {
+        id: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// Revoke the current version.
     Revoke {
         id: String,
@@ -184,6 +201,17 @@ pub enum CertsCommand {
     },
 }
 
+/// Waiting for the job a command starts.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct Wait {
+    /// Wait until the issuance job ends (its steps are shown as they happen); exit 1 if it fails.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this many seconds (the job goes on).
+    #[arg(long, default_value_t = 600)]
+    pub wait_timeout: u64,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum JobsCommand {
     /// Show one job, with its progress steps and last error.
@@ -199,9 +227,36 @@ pub enum JobsCommand {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum IssuersCommand {
-    /// List issuer instances.
+pub enum InstancesCommand {
+    /// List instances.
     List,
+    /// Create an instance of a loaded plugin.
+    Create {
+        /// Unique name (DNS-solver names are what issuers refer to in `dns_solver`).
+        name: String,
+        /// The plugin it runs (see GET /api/v1/plugins).
+        #[arg(long)]
+        plugin: String,
+        /// The configuration, a JSON object in a file (`-` for standard input).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// One configuration key: key=value; the value is read as JSON when it parses as JSON
+        /// (numbers, true, lists), as a string otherwise. Repeatable; applied over --config.
+        #[arg(long = "set")]
+        set: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DnsPersistCommand {
+    /// List records (newest first).
+    List {
+        /// awaiting_approval, presenting, present, cleaned or failed.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Approve a record: the server publishes it once through the issuer's DNS solver.
+    Approve { id: i64 },
 }
 
 /// A small API client.
@@ -659,10 +714,82 @@ async fn run_command(cli: &Cli) -> anyhow::Result<String> {
             }
         }
         Command::Plugin(cmd) => plugin_command(cmd, cli.json).await?,
-        Command::Issuers(IssuersCommand::List) => {
-            let page = client.get("/api/v1/issuers", &[("limit", "500".to_string())]).await?;
-            let items = page["items"].as_array().cloned().unwrap_or_default();
+        Command::Issuers(cmd) => instances_command(&client, "/api/v1/issuers", cmd, cli.json).await?,
+        Command::DnsSolvers(cmd) => instances_command(&client, "/api/v1/dns-solvers", cmd, cli.json).await?,
+        Command::DnsPersist(DnsPersistCommand::List { state }) => {
+            let query: Vec<(&str, String)> = state.iter().map(|s| ("state", s.clone())).collect();
+            let list = client.get("/api/v1/dns-persist", &query).await?;
             if cli.json {
+                list.to_string()
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        vec![
+                            text(&r["id"]),
+                            text(&r["state"]),
+                            text(&r["fqdn"]),
+                            format!("\"{}\"", text(&r["value"])),
+                        ]
+                    })
+                    .collect();
+                table(&["ID", "STATE", "NAME", "TXT VALUE"], &rows)
+            }
+        }
+        Command::DnsPersist(DnsPersistCommand::Approve { id }) => {
+            let r = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/dns-persist/{id}/approve"),
+                    None,
+                )
+                .await?;
+            if cli.json {
+                r.to_string()
+            } else {
+                format!("published {} TXT \"{}\"", text(&r["fqdn"]), text(&r["value"]))
+            }
+        }
+    };
+    Ok(out)
+}
+
+/// The JSON configuration of `instances create`: the file (or standard input), then each
+/// `--set key=value` over it.
+fn instance_config(config: Option<&Path>, set: &[String]) -> anyhow::Result<Value> {
+    let mut object = match config {
+        None => serde_json::Map::new(),
+        Some(path) => {
+            let raw = if path == Path::new("-") {
+                std::io::read_to_string(std::io::stdin()).context("reading --config from standard input")?
+            } else {
+                std::fs::read_to_string(path).with_context(|| format!("cannot read --config {}", path.display()))?
+            };
+            match serde_json::from_str::<Value>(&raw) {
+                Ok(Value::Object(m)) => m,
+                Ok(_) => return Err(anyhow!("--config {}: expected a JSON object", path.display())),
+                Err(e) => return Err(anyhow!("--config {}: not JSON: {e}", path.display())),
+            }
+        }
+    };
+    for pair in set {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--set {pair:?}: expected key=value"))?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        object.insert(key.to_string(), value);
+    }
+    Ok(Value::Object(object))
+}
+
+async fn instances_command(client: &Client, path: &str, cmd: &InstancesCommand, json: bool) -> anyhow::Result<String> {
+    Ok(match cmd {
+        InstancesCommand::List => {
+            let page = client.get(path, &[("limit", "500".to_string())]).await?;
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            if json {
                 Value::Array(items).to_string()
             } else {
                 let rows: Vec<Vec<String>> = items
@@ -672,8 +799,57 @@ async fn run_command(cli: &Cli) -> anyhow::Result<String> {
                 table(&["ID", "NAME", "PLUGIN"], &rows)
             }
         }
-    };
-    Ok(out)
+        InstancesCommand::Create {
+            name,
+            plugin,
+            config,
+            set,
+        } => {
+            let body = serde_json::json!({
+                "name": name, "plugin": plugin, "config": instance_config(config.as_deref(), set)?,
+            });
+            let created = client.call(reqwest::Method::POST, path, Some(body)).await?;
+            if json {
+                created.to_string()
+            } else {
+                format!(
+                    "created {} ({}), plugin {}",
+                    text(&created["name"]),
+                    text(&created["id"]),
+                    text(&created["plugin"])
+                )
+            }
+        }
+    })
+}
+
+/// Follows a job until it ends, printing its steps to standard error as they happen. Ok with
+/// the job when it completed (or waits for something only a person can give: a CSR, an
+/// approval), Err when it failed, was cancelled, or the wait timed out.
+async fn wait_for_job(client: &Client, id: &str, wait: Wait) -> anyhow::Result<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait.wait_timeout);
+    let mut shown = 0;
+    loop {
+        let job = client.get(&format!("/api/v1/jobs/{id}"), &[]).await?;
+        let steps = job["payload"]["steps"].as_array().cloned().unwrap_or_default();
+        for step in steps.iter().skip(shown) {
+            eprintln!("  {:<7} {}", text(&step["step"]), text(&step["message"]));
+        }
+        shown = shown.max(steps.len());
+        match job["state"].as_str().unwrap_or_default() {
+            "completed" | "awaiting_csr" | "awaiting_approval" => return Ok(job),
+            "failed" | "cancelled" => return Err(anyhow!("{}", job_text(&job))),
+            state => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(anyhow!(
+                        "job {id} is still {state} after {} s; follow it with `certctl jobs get {id}`",
+                        wait.wait_timeout
+                    ));
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// A job in a few lines: what, where it is, its steps and last error.
@@ -731,6 +907,8 @@ async fn certs_command(client: &Client, cmd: &CertsCommand, json: bool) -> anyho
             renew_before_days,
             no_auto_renew,
             labels,
+            profile,
+            wait,
         } => {
             let mut labels_map = serde_json::Map::new();
             for label in labels {
@@ -747,12 +925,29 @@ async fn certs_command(client: &Client, cmd: &CertsCommand, json: bool) -> anyho
                 ("key_type", key_type),
                 ("key_generation", key_generation),
                 ("issuer_id", issuer),
+                ("profile", profile),
             ] {
                 if let Some(v) = v {
                     body[k] = Value::String(v.clone());
                 }
             }
-            let c = client.call(Method::POST, "/api/v1/certificates", Some(body)).await?;
+            let mut c = client.call(Method::POST, "/api/v1/certificates", Some(body)).await?;
+            if wait.wait && issuer.is_some() {
+                let id = text(&c["id"]);
+                let jobs = client
+                    .get(
+                        "/api/v1/jobs",
+                        &[("certificate_id", id.clone()), ("limit", "1".to_string())],
+                    )
+                    .await?;
+                let job = text(&jobs["items"][0]["id"]);
+                eprintln!("declared {} ({id}); issuance job {job}:", text(&c["name"]));
+                let done = wait_for_job(client, &job, *wait).await?;
+                if done["state"] == "awaiting_csr" {
+                    eprintln!("waiting for the CSR: certctl certs csr {id} --file <csr.pem>");
+                }
+                c = client.get(&format!("/api/v1/certificates/{id}"), &[]).await?;
+            }
             if json {
                 c.to_string()
             } else {
@@ -764,20 +959,20 @@ async fn certs_command(client: &Client, cmd: &CertsCommand, json: bool) -> anyho
                 )
             }
         }
-        CertsCommand::Csr { id, file } => {
+        CertsCommand::Csr { id, file, wait } => {
             let csr = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
             let body = serde_json::json!({ "csr": csr });
-            show_job(
-                client
-                    .call(Method::POST, &format!("/api/v1/certificates/{id}/csr"), Some(body))
-                    .await?,
-            )
+            let job = client
+                .call(Method::POST, &format!("/api/v1/certificates/{id}/csr"), Some(body))
+                .await?;
+            show_job(followed(client, job, *wait).await?)
         }
-        CertsCommand::Renew { id } => show_job(
-            client
+        CertsCommand::Renew { id, wait } => {
+            let job = client
                 .call(Method::POST, &format!("/api/v1/certificates/{id}/renew"), None)
-                .await?,
-        ),
+                .await?;
+            show_job(followed(client, job, *wait).await?)
+        }
         CertsCommand::Revoke { id, reason } => {
             let v = client
                 .call(
@@ -840,6 +1035,16 @@ async fn certs_command(client: &Client, cmd: &CertsCommand, json: bool) -> anyho
             }
         }
     })
+}
+
+/// The job itself, or with `--wait` the job once it ended.
+async fn followed(client: &Client, job: Value, wait: Wait) -> anyhow::Result<Value> {
+    if !wait.wait {
+        return Ok(job);
+    }
+    let id = text(&job["id"]);
+    eprintln!("job {id}:");
+    wait_for_job(client, &id, wait).await
 }
 
 /// Entry point of the `certctl` binary.

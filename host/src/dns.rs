@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const A: u16 = 1;
 pub const NS: u16 = 2;
+pub const CNAME: u16 = 5;
 pub const SOA: u16 = 6;
 pub const TXT: u16 = 16;
 pub const AAAA: u16 = 28;
@@ -138,7 +139,7 @@ fn parse(msg: &[u8], id: u16) -> Result<Response, String> {
                 b.copy_from_slice(rdata);
                 Data::Ip(IpAddr::V6(Ipv6Addr::from(b)))
             }
-            NS | SOA => Data::Name(name_at(msg, start)?.0),
+            NS | SOA | CNAME => Data::Name(name_at(msg, start)?.0),
             TXT => {
                 let mut text = String::new();
                 let mut i = 0;

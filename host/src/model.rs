@@ -457,6 +457,12 @@ pub struct PluginInstance {
     pub plugin: String,
     #[schema(value_type = Object)]
     pub config: serde_json::Value,
+    /// An issuer its CA told to slow down (a rate limit): its issuances wait until then,
+    /// without spending attempts.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub paused_until: Option<Timestamp>,
+    /// What the CA said.
+    pub paused_reason: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]

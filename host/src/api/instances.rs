@@ -122,9 +122,6 @@ async fn check_config(state: &AppState, kind: InstanceKind, plugin: &str, config
     if !config.is_object() {
         return Err(ApiError::invalid("config", "must be a JSON object"));
     }
-    if kind == InstanceKind::Issuer {
-        return Ok(());
-    }
     let Some(manifest) = state.plugins.manifest(plugin).filter(|m| m.kind == kind) else {
         let (loaded, _) = state.plugins.list();
         let names: Vec<String> = loaded.into_iter().filter(|p| p.kind == kind).map(|p| p.name).collect();

@@ -199,6 +199,8 @@ pub struct Lifecycle {
 
 /// Lease length: a job whose runner died becomes due again after this.
 const LEASE_SECS: i64 = 300;
+/// How long an issuer pauses after a rate limit that named no wait.
+const RATE_LIMIT_PAUSE_SECS: i64 = 300;
 /// Jobs taken per lease round.
 const LEASE_BATCH: i64 = 16;
 
@@ -651,6 +653,25 @@ impl Lifecycle {
             }
         };
 
+        // One rate limit holds for every order of the issuer: wait it out without an attempt.
+        if let Some(until) = issuer.paused_until.filter(|u| *u > now) {
+            payload.step(
+                now,
+                "wait",
+                format!(
+                    "issuer {} is rate-limited by its CA until {}: {}",
+                    issuer.name,
+                    until.to_rfc3339(),
+                    issuer.paused_reason.as_deref().unwrap_or("no reason given")
+                ),
+            );
+            self.store
+                .defer_job(&job.id, &self.owner, &json!(payload), until)
+                .await
+                .map_err(Failure::store)?;
+            return Ok(Ended::Deferred);
+        }
+
         let outcome = match payload.issuer_state.as_deref() {
             Some(state) => {
                 let state = B64
@@ -678,6 +699,13 @@ impl Lifecycle {
         let answer = match answer {
             Ok(a) => a,
             Err(f) => {
+                if f.class == ErrorClass::RateLimited {
+                    let wait = f.wait.unwrap_or(RATE_LIMIT_PAUSE_SECS).max(1);
+                    self.store
+                        .pause_instance(&issuer.id, Timestamp(now.0 + wait), &f.message)
+                        .await
+                        .map_err(Failure::store)?;
+                }
                 // Keep the steps (and a generated key id) for the next attempt.
                 let _ = self.store.save_job_payload(&job.id, &self.owner, &json!(payload)).await;
                 return Err(f);

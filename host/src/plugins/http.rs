@@ -179,6 +179,14 @@ impl WasiHttpHooks for OutboundHooks {
 /// The TLS client configuration of outbound connections (plugins' HTTP, SMTP): system roots plus
 /// an optional extra CA bundle.
 pub fn client_tls(extra_ca: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+    client_tls_with(extra_ca, None)
+}
+
+/// [`client_tls`] plus the certificates of `extra_pem` (a plugin instance's `ca_bundle`).
+pub fn client_tls_with(
+    extra_ca: Option<&std::path::Path>,
+    extra_pem: Option<&str>,
+) -> anyhow::Result<rustls::ClientConfig> {
     use anyhow::Context;
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
@@ -186,6 +194,19 @@ pub fn client_tls(extra_ca: Option<&std::path::Path>) -> anyhow::Result<rustls::
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
         let _ = roots.add(cert);
+    }
+    if let Some(pem) = extra_pem {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("not PEM certificates: {e}"))?;
+        if certs.is_empty() {
+            anyhow::bail!("holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| anyhow::anyhow!("an unusable certificate: {e}"))?;
+        }
     }
     if let Some(path) = extra_ca {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)

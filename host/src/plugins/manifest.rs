@@ -108,6 +108,16 @@ impl Manifest {
             return Err(("config".into(), "must be a JSON object".into()));
         };
         for key in obj.keys() {
+            // Host-reserved: the instance's own CA bundle, for plugins that call out.
+            if key == super::registry::CA_BUNDLE_KEY
+                && !self.config.contains_key(key)
+                && !self.capabilities.outbound_hosts.is_empty()
+            {
+                if !obj[key].is_string() {
+                    return Err((format!("config.{key}"), "must be a string (PEM, or file:/path)".into()));
+                }
+                continue;
+            }
             if !self.config.contains_key(key) {
                 let known: Vec<&str> = self.config.keys().map(String::as_str).collect();
                 return Err((

@@ -503,8 +503,31 @@ impl Runtime {
             &wasmtime::component::Instance,
         ) -> wasmtime::Result<Result<T, v0_1::PluginError>>,
     {
+        let tls = instance.as_ref().and_then(|i| i.tls.clone());
+        self.call_trusting(plugin, op, instance, tls, f).await
+    }
+
+    /// [`Runtime::call`] with outbound HTTPS trusting `tls` (an instance's `ca_bundle`) instead
+    /// of the server-wide roots.
+    pub async fn call_trusting<T, F>(
+        &self,
+        plugin: &Loaded,
+        op: &str,
+        instance: Option<sandbox::InstanceContext>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        f: F,
+    ) -> CallOutcome<T>
+    where
+        F: AsyncFnOnce(
+            &mut Store<StoreState>,
+            &wasmtime::component::Instance,
+        ) -> wasmtime::Result<Result<T, v0_1::PluginError>>,
+    {
         let start = Instant::now();
         let (mut store, stdout, stderr) = self.new_store(plugin);
+        if let Some(tls) = tls {
+            store.data_mut().hooks.tls = tls;
+        }
         store.data_mut().instance = instance;
         let memory_flag = store.data().limiter.exceeded.clone();
         let wall = self.settings.limits.wall;

@@ -5,7 +5,7 @@
 //! symlink targets), which also sees Kubernetes ConfigMap updates (an atomic `..data` symlink
 //! swap that inotify watchers on the old files miss).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::grants::Grants;
 use super::manifest::Manifest;
 use super::v0_1::{self, dns_solver, notifier};
-use super::{CallError, CallOutcome, Loaded, Runtime};
+use super::{CallError, CallOutcome, Loaded, PluginFailure, Runtime};
 use crate::metrics::Metrics;
 use crate::model::{InstanceKind, Timestamp};
 
@@ -140,7 +140,15 @@ pub struct Registry {
     seen: RwLock<DirState>,
     /// Host services for instance calls (kv, keystore, mail); `None` where no instance runs.
     services: Option<Services>,
+    /// TLS client configurations of instances' `ca_bundle`s, by SHA-256 of the PEM.
+    instance_tls: std::sync::Mutex<HashMap<[u8; 32], Arc<rustls::ClientConfig>>>,
 }
+
+/// The host-reserved configuration key of every plugin that calls out over HTTPS: PEM
+/// certificates (inline, or `file:/path`) trusted for that instance's outbound connections, in
+/// addition to the system roots and CERTCTL_PLUGIN_CA_BUNDLE (a private ACME CA, say). The
+/// host takes it out before the plugin sees the configuration.
+pub const CA_BUNDLE_KEY: &str = "ca_bundle";
 
 /// Why an instance's configuration cannot be handed to its plugin.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -186,6 +194,7 @@ impl Registry {
             current: RwLock::new(Loadout::default()),
             seen: RwLock::new(Vec::new()),
             services: None,
+            instance_tls: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -211,6 +220,7 @@ impl Registry {
             keystore: services.keystore.clone(),
             mailer: services.mailer.clone(),
             challenges: services.challenges.clone(),
+            tls: None,
         })
     }
 
@@ -333,6 +343,47 @@ impl Registry {
             .map_err(|(field, message)| ConfigProblem::Invalid(format!("{field}: {message}")))
     }
 
+    /// Splits the host-reserved `ca_bundle` off a resolved configuration (JSON): the
+    /// configuration the plugin gets, and the TLS trust of the instance's calls, if it has one.
+    /// Errors name the key.
+    pub fn split_ca_bundle(&self, config: &str) -> Result<(String, Option<Arc<rustls::ClientConfig>>), String> {
+        let Ok(serde_json::Value::Object(mut object)) = serde_json::from_str::<serde_json::Value>(config) else {
+            return Ok((config.to_string(), None));
+        };
+        let Some(value) = object.remove(CA_BUNDLE_KEY) else {
+            return Ok((config.to_string(), None));
+        };
+        let stripped = serde_json::Value::Object(object).to_string();
+        let text = match value {
+            serde_json::Value::Null => return Ok((stripped, None)),
+            serde_json::Value::String(t) => t,
+            _ => return Err(format!("config.{CA_BUNDLE_KEY}: must be a string (PEM, or file:/path)")),
+        };
+        let pem = match text.strip_prefix("file:") {
+            Some(path) => {
+                std::fs::read_to_string(path).map_err(|e| format!("config.{CA_BUNDLE_KEY}: cannot read {path}: {e}"))?
+            }
+            None => text,
+        };
+        let digest: [u8; 32] = {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(pem.as_bytes()).into()
+        };
+        let mut cache = self
+            .instance_tls
+            .lock()
+            .map_err(|_| format!("config.{CA_BUNDLE_KEY}: TLS cache poisoned"))?;
+        if let Some(tls) = cache.get(&digest) {
+            return Ok((stripped, Some(tls.clone())));
+        }
+        let tls = Arc::new(
+            super::http::client_tls_with(self.runtime.settings.ca_bundle.as_deref(), Some(&pem))
+                .map_err(|e| format!("config.{CA_BUNDLE_KEY}: {e:#}"))?,
+        );
+        cache.insert(digest, tls.clone());
+        Ok((stripped, Some(tls)))
+    }
+
     fn plugin_of_kind(&self, name: &str, kind: InstanceKind) -> Result<Arc<Loaded>, CallError> {
         let plugin = self.get(name).ok_or_else(|| CallError::NotLoaded(name.to_string()))?;
         if plugin.manifest.kind != kind {
@@ -364,6 +415,16 @@ impl Registry {
         }
     }
 
+    /// A call refused before it reached the plugin, as if the plugin had answered `failure`.
+    fn refused<T>(failure: PluginFailure) -> CallOutcome<T> {
+        CallOutcome {
+            result: Ok(Err(failure)),
+            logs: Vec::new(),
+            logs_dropped: 0,
+            duration: Duration::ZERO,
+        }
+    }
+
     fn failed<T>(e: CallError) -> CallOutcome<T> {
         CallOutcome {
             result: Err(e),
@@ -379,7 +440,10 @@ impl Registry {
             Ok(p) => p,
             Err(e) => return Self::failed(e),
         };
-        let config = config.to_string();
+        let config = match self.split_ca_bundle(config) {
+            Ok((config, _)) => config,
+            Err(message) => return Self::refused(PluginFailure::InvalidConfig(message)),
+        };
         let outcome = self
             .runtime
             .call(&plugin, "validate-config", None, async |store, instance| match kind {
@@ -410,7 +474,7 @@ impl Registry {
         config: &str,
         event: &v0_1::Event,
     ) -> CallOutcome<()> {
-        let (plugin, ctx) = match self.plugin_of_kind(name, InstanceKind::Notifier).and_then(|p| {
+        let (plugin, mut ctx) = match self.plugin_of_kind(name, InstanceKind::Notifier).and_then(|p| {
             let ctx = match instance_id {
                 Some(id) => Some(self.context(id)?),
                 None => None,
@@ -420,7 +484,15 @@ impl Registry {
             Ok(pc) => pc,
             Err(e) => return Self::failed(e),
         };
-        let config = config.to_string();
+        let config = match self.split_ca_bundle(config) {
+            Ok((config, tls)) => {
+                if let Some(ctx) = ctx.as_mut() {
+                    ctx.tls = tls;
+                }
+                config
+            }
+            Err(message) => return Self::refused(PluginFailure::InvalidConfig(message)),
+        };
         let outcome = self
             .runtime
             .call(&plugin, "notify", ctx, async |store, instance| {
@@ -500,12 +572,19 @@ impl Registry {
         config: &str,
         step: IssuerStep<'_>,
     ) -> CallOutcome<IssuerAnswer> {
-        let (plugin, ctx) = match self
+        let (plugin, mut ctx) = match self
             .plugin_of_kind(name, InstanceKind::Issuer)
             .and_then(|p| Ok((p, self.context(instance_id)?)))
         {
             Ok(pc) => pc,
             Err(e) => return Self::failed(e),
+        };
+        let config = match self.split_ca_bundle(config) {
+            Ok((config, tls)) => {
+                ctx.tls = tls;
+                config
+            }
+            Err(message) => return Self::refused(PluginFailure::InvalidConfig(message)),
         };
         let op = match step {
             IssuerStep::Check(_) => "check-request",
@@ -514,7 +593,6 @@ impl Registry {
             IssuerStep::Revoke(..) => "revoke",
             IssuerStep::RenewalInfo(_) => "renewal-info",
         };
-        let config = config.to_string();
         let outcome = self
             .runtime
             .call(&plugin, op, Some(ctx), async |store, instance| {
@@ -554,10 +632,13 @@ impl Registry {
             Err(e) => return Self::failed(e),
         };
         let op = if present { "present" } else { "cleanup" };
-        let config = config.to_string();
+        let (config, tls) = match self.split_ca_bundle(config) {
+            Ok(split) => split,
+            Err(message) => return Self::refused(PluginFailure::InvalidConfig(message)),
+        };
         let outcome = self
             .runtime
-            .call(&plugin, op, None, async |store, instance| {
+            .call_trusting(&plugin, op, None, tls, async |store, instance| {
                 let guest = dns_solver::GuestIndices::new(&plugin.pre)?.load(&mut *store, instance)?;
                 if present {
                     guest.call_present(&mut *store, &config, record).await

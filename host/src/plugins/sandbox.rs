@@ -180,6 +180,9 @@ pub struct InstanceContext {
     pub mailer: Option<Arc<crate::mail::Mailer>>,
     /// The challenge broker for issuers' `host-challenge`.
     pub challenges: Option<Arc<crate::challenge::ChallengeBroker>>,
+    /// The instance's own trust for outbound HTTPS (its `ca_bundle` configuration key), in
+    /// place of the server-wide roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl InstanceContext {

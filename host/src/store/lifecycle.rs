@@ -361,6 +361,21 @@ impl Store {
             .collect()
     }
 
+    /// Pauses an issuer instance until `until` (a rate limit its CA set); a later pause already
+    /// recorded stays.
+    pub async fn pause_instance(&self, id: &str, until: Timestamp, reason: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE plugin_instances SET paused_until = $1, paused_reason = $2 \
+             WHERE id = $3 AND (paused_until IS NULL OR paused_until < $1)",
+        )
+        .bind(until.0)
+        .bind(reason)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Issued, unrevoked current versions whose renewal window is due to be asked for (never
     /// asked, or past the CA's Retry-After), longest waiting first.
     pub async fn renewal_info_due(&self, now: Timestamp, limit: i64) -> Result<Vec<RenewalInfoDue>, StoreError> {

@@ -279,7 +279,7 @@ fn cert_from_row(row: &AnyRow, now: Timestamp) -> Result<Certificate, StoreError
     })
 }
 
-const INSTANCE_COLUMNS: &str = "id, kind, name, plugin, config, created_at, updated_at";
+const INSTANCE_COLUMNS: &str = "id, kind, name, plugin, config, paused_until, paused_reason, created_at, updated_at";
 
 fn instance_from_row(row: &AnyRow) -> Result<PluginInstance, StoreError> {
     Ok(PluginInstance {
@@ -288,6 +288,8 @@ fn instance_from_row(row: &AnyRow) -> Result<PluginInstance, StoreError> {
         name: row.try_get("name")?,
         plugin: row.try_get("plugin")?,
         config: json_col(row, "config")?,
+        paused_until: row.try_get::<Option<i64>, _>("paused_until")?.map(Timestamp),
+        paused_reason: row.try_get("paused_reason")?,
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
     })

@@ -13,7 +13,7 @@ use certctl::plugins::grants::Grants;
 use serde_json::{Value, json};
 
 use crate::challenges::{bind, pdns};
-use crate::common::{Backend, TestApp};
+use crate::common::{Backend, TestApp, TestDb};
 use crate::sandbox::shipped_dir;
 
 fn free_port() -> u16 {
@@ -445,7 +445,322 @@ async fn an_order_survives_the_death_of_its_server() {
     verify_with_pebble_root(&app, &pebble, id).await;
 }
 
+/// The operator's path with the binaries: `certctl-server` on its own process (the database
+/// of `backend`, Pebble trusted by the issuer instance's own `ca_bundle`, http-01 on its
+/// listener), and
+/// every step through the `certctl` CLI: create the issuer, declare a certificate and wait for
+/// the issuance, download the chain. openssl verifies it against Pebble's root.
+async fn acme_issuance_from_the_cli(backend: Backend) {
+    let pdns = pdns(&["cli"]).await;
+    let http_port = free_port();
+    let pebble = pebble(pdns.dns_port, http_port, 5).await;
+    let db = TestDb::new(backend).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    // Only the ACME plugin: the server compiles each component it loads.
+    let plugins = d.join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    for ext in ["wasm", "toml"] {
+        std::fs::copy(
+            shipped_dir().join(format!("acme.{ext}")),
+            plugins.join(format!("acme.{ext}")),
+        )
+        .expect("copy");
+    }
+    std::fs::write(
+        d.join("grants.toml"),
+        format!(
+            "[acme]\noutbound_hosts = [\"https://127.0.0.1:{}\"]\nallow_private_networks = true\n",
+            pebble.port
+        ),
+    )
+    .expect("grants");
+    let port = free_port();
+    let log = d.join("server.log");
+    let server = Command::new(env!("CARGO_BIN_EXE_certctl-server"))
+        .env_clear()
+        .env("CERTCTL_DATA_DIR", d.join("data"))
+        .env("CERTCTL_DATABASE_URL", &db.url)
+        .env("CERTCTL_SERVER_PORT", port.to_string())
+        .env("CERTCTL_PLUGIN_DIRS", &plugins)
+        .env("CERTCTL_PLUGIN_GRANTS", d.join("grants.toml"))
+        .env("CERTCTL_ACME_HTTP01_ADDRESS", format!("127.0.0.1:{http_port}"))
+        .env("CERTCTL_DNS_RESOLVERS", format!("127.0.0.1:{}", pdns.dns_port))
+        .env("CERTCTL_SCHEDULER_JOB_INTERVAL", "1")
+        // Required with PostgreSQL (replicas share it); any key will do for one test server.
+        .env(
+            "CERTCTL_CONFIG_ENCRYPTION_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
+        .spawn()
+        .expect("start certctl-server");
+    // Stopped on every way out of this test, a failed assertion included.
+    let _server = KillOnDrop(server);
+    let ca = d.join("data/tls/ca.crt");
+    let url = format!("https://127.0.0.1:{port}");
+    let mut key = None;
+    for _ in 0..600 {
+        let output = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(k) = output.split_whitespace().find(|w| w.starts_with("cck_"))
+            && ca.exists()
+            && https_client(&ca)
+                .get(format!("{url}/ready"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        {
+            key = Some(k.to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(key) = key else {
+        panic!(
+            "server did not come up:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_certctl"))
+            .env_clear()
+            .env("CERTCTL_SERVER_URL", &url)
+            .env("CERTCTL_SERVER_CA_BUNDLE_PATH", &ca)
+            .env("CERTCTL_API_KEY", &key)
+            .args(args)
+            .output()
+            .expect("run certctl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let directory = format!("directory_url=https://127.0.0.1:{}/dir", pebble.port);
+    let trust = format!("ca_bundle=file:{}", pebble.tls_ca.display());
+    // A CA bundle that is not PEM is refused by name.
+    let (ok, _, err) = cli(&[
+        "issuers",
+        "create",
+        "bad-trust",
+        "--plugin",
+        "acme",
+        "--set",
+        &directory,
+        "--set",
+        "ca_bundle=not a certificate",
+    ]);
+    assert!(!ok && err.contains("ca_bundle"), "{err}");
+    let (ok, out, err) = cli(&[
+        "--json",
+        "issuers",
+        "create",
+        "pebble",
+        "--plugin",
+        "acme",
+        "--set",
+        &directory,
+        "--set",
+        r#"contact=["mailto:ops@example.test"]"#,
+        "--set",
+        &trust,
+    ]);
+    assert!(ok, "{out}{err}");
+    let issuer: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(issuer["config"]["contact"], json!(["mailto:ops@example.test"]));
+    let issuer_id = issuer["id"].as_str().expect("id");
+    // A misspelt key is refused by name, and nothing is created.
+    let (ok, _, err) = cli(&[
+        "issuers",
+        "create",
+        "typo",
+        "--plugin",
+        "acme",
+        "--set",
+        &directory,
+        "--set",
+        "chalenge=http-01",
+    ]);
+    assert!(!ok && err.contains("chalenge"), "{err}");
+
+    let (ok, out, err) = cli(&[
+        "--json",
+        "certs",
+        "declare",
+        "cli-acme",
+        "--cn",
+        "cli.example.test",
+        "--key-generation",
+        "server",
+        "--issuer",
+        issuer_id,
+        "--wait",
+        "--wait-timeout",
+        "300",
+    ]);
+    if !ok {
+        panic!("{out}{err}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+    let cert: Value = serde_json::from_str(&out).expect("json");
+    assert!(cert["status"] == "active" || cert["status"] == "expiring", "{cert}");
+    assert!(
+        err.contains("order") && err.contains("issued"),
+        "progress was shown: {err}"
+    );
+    let id = cert["id"].as_str().expect("id");
+    for part in ["cert", "chain"] {
+        let file = d.join(format!("{part}.pem"));
+        let (ok, out, err) = cli(&[
+            "certs",
+            "download",
+            id,
+            "--part",
+            part,
+            "-o",
+            &file.display().to_string(),
+        ]);
+        assert!(ok, "{out}{err}");
+    }
+    let root = https_client(&pebble.tls_ca)
+        .get(format!("https://127.0.0.1:{}/roots/0", pebble.management_port))
+        .send()
+        .await
+        .expect("root")
+        .text()
+        .await
+        .expect("root PEM");
+    std::fs::write(d.join("root.pem"), root).expect("write");
+    let out = Command::new("openssl")
+        .args(["verify", "-CAfile", "root.pem", "-untrusted", "chain.pem", "cert.pem"])
+        .current_dir(d)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// lego (an independent ACME client, Debian's package) and certctl issue the same kind of
+/// certificate (apex + wildcard, dns-01 through PowerDNS) against one Pebble, one after the
+/// other; both durations are printed and written to `$CERTCTL_TEST_STATE/acme-timings.txt` for
+/// docs/performance.md. Both chains must verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lego_and_certctl_issue_against_the_same_pebble_and_powerdns() {
+    let pdns = pdns(&["lego", "certctl"]).await;
+    let http_port = free_port();
+    let pebble = pebble(pdns.dns_port, http_port, 0).await;
+    let directory = format!("https://127.0.0.1:{}/dir", pebble.port);
+    let dir = tempfile::tempdir().expect("tmp");
+    let api_key = std::fs::read_to_string(&pdns.key_file).expect("key");
+
+    let started = std::time::Instant::now();
+    let out = Command::new("lego")
+        .env_clear()
+        .env("LEGO_CA_CERTIFICATES", &pebble.tls_ca)
+        .env("PDNS_API_URL", format!("http://127.0.0.1:{}", pdns.web_port))
+        .env("PDNS_API_KEY", api_key.trim())
+        .env("PDNS_POLLING_INTERVAL", "1")
+        .env("PDNS_PROPAGATION_TIMEOUT", "60")
+        .args([
+            "--server",
+            &directory,
+            "--email",
+            "ops@example.test",
+            "--accept-tos",
+            "--path",
+        ])
+        .arg(dir.path().join("lego"))
+        .args(["--key-type", "ec256", "--dns", "pdns", "--dns.disable-cp"])
+        // Only the loopback PowerDNS: lego's default would be the system's or public resolvers.
+        .args(["--dns.resolvers", &format!("127.0.0.1:{}", pdns.dns_port)])
+        .args(["-d", "lego.example.test", "-d", "*.lego.example.test", "run"])
+        .output()
+        .expect("lego (Debian package lego, installed by scripts/test.sh)");
+    let lego = started.elapsed();
+    assert!(
+        out.status.success(),
+        "lego failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lego_cert = std::fs::read_to_string(dir.path().join("lego/certificates/lego.example.test.crt"))
+        .expect("lego's certificate");
+    assert!(lego_cert.contains("BEGIN CERTIFICATE"));
+
+    let solver_grants = format!(
+        "[powerdns]\noutbound_hosts = [\"http://127.0.0.1:{}\"]\nallow_private_networks = true\n",
+        pdns.web_port
+    );
+    let app = acme_app(Backend::Sqlite, pdns.dns_port, &solver_grants, &pebble, http_port).await;
+    create(
+        &app,
+        "/api/v1/dns-solvers",
+        json!({"name": "pdns", "plugin": "powerdns",
+               "config": {"api_url": format!("http://127.0.0.1:{}", pdns.web_port),
+                          "api_key": format!("file:{}", pdns.key_file.display())}}),
+    )
+    .await;
+    let issuer = create(
+        &app,
+        "/api/v1/issuers",
+        json!({"name": "pebble-dns", "plugin": "acme",
+               "config": {"directory_url": directory, "challenge": "dns-01", "dns_solver": "pdns"}}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let cert = create(
+        &app,
+        "/api/v1/certificates",
+        json!({"name": "timed", "common_name": "certctl.example.test", "sans": ["*.certctl.example.test"],
+               "key_generation": "server", "issuer_id": issuer["id"]}),
+    )
+    .await;
+    let id = cert["id"].as_str().expect("id");
+    // On the real clock, like lego: the waits the plugin asks for are waited, not skipped.
+    loop {
+        app.lifecycle.run_due_jobs().await.expect("jobs");
+        let status = get(&app, &format!("/api/v1/certificates/{id}")).await["status"].clone();
+        if status == "active" || status == "expiring" {
+            break;
+        }
+        assert!(
+            status != "failed" && started.elapsed() < Duration::from_secs(120),
+            "{status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let certctl = started.elapsed();
+    let sans = verify_with_pebble_root(&app, &pebble, id).await;
+    assert!(sans.contains("DNS:*.certctl.example.test"), "{sans}");
+
+    let line = format!(
+        "apex + wildcard, dns-01 through PowerDNS, Pebble 2.4 (new account each): lego {:.2} s, certctl {:.2} s\n",
+        lego.as_secs_f64(),
+        certctl.as_secs_f64()
+    );
+    eprint!("{line}");
+    if let Ok(state) = std::env::var("CERTCTL_TEST_STATE") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(std::path::Path::new(&state).join("acme-timings.txt"))
+            .expect("timings file");
+        f.write_all(line.as_bytes()).expect("write timings");
+    }
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 crate::on_both_backends!(
+    acme_issuance_from_the_cli,
     http01_and_dns01_issuance_against_pebble,
     dns01_through_rfc2136_into_bind_against_pebble,
 );

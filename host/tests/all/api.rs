@@ -170,13 +170,23 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Permission
             Some(PluginsWrite),
         ),
         ("GET", "/api/v1/notifications", None, Some(JobsRead)),
+        ("GET", "/api/v1/dns-persist", None, Some(IssuersRead)),
+        (
+            "POST",
+            "/api/v1/dns-persist/{persist}/approve",
+            None,
+            Some(IssuersWrite),
+        ),
     ]
 }
 
 /// Routes whose success needs a loaded plugin, which this router has none of: for them a
 /// permitted caller must get past authorization (not 401/403); the plugin tests cover success.
 fn needs_loaded_plugin(method: &str, template: &str) -> bool {
-    (method == "POST" && (template == "/api/v1/dns-solvers" || template == "/api/v1/notifiers"))
+    (method == "POST"
+        && (template == "/api/v1/dns-solvers" || template == "/api/v1/notifiers" || template == "/api/v1/issuers"))
+        || (method == "PATCH" && template == "/api/v1/issuers/{issuer}")
+        || template.starts_with("/api/v1/dns-persist/")
         || template.ends_with("/test")
         || needs_issuance(template)
 }
@@ -199,6 +209,8 @@ async fn materialise(app: &TestApp, path: &str, body: &Option<Value>, n: usize) 
             &app.certificate(&format!("fixture-{n}"), "fixture.example.test").await,
         );
     }
+    // No dns-persist record exists here: a permitted caller gets past authorization to a 404.
+    path = path.replace("{persist}", "1");
     if path.contains("{issuer}") {
         path = path.replace("{issuer}", &app.issuer(&format!("fixture-{n}")).await);
     }
@@ -359,6 +371,7 @@ async fn every_documented_route_is_in_the_matrix(backend: Backend) {
             "{cancelled_job}",
             "{approval_job}",
             "{route}",
+            "{persist}",
         ]
         .iter()
         .fold(p.to_string(), |acc, ph| acc.replace(ph, "{id}"))

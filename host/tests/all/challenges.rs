@@ -585,3 +585,84 @@ async fn dns_persist_records_wait_for_approval_are_published_once_and_stay() {
     };
     assert!(m.contains("accounturi"), "{m}");
 }
+
+/// `cname_policy = "follow"`: a CNAME at `_acme-challenge.<name>` sends the record where it
+/// points (delegated validation); a CNAME that a wildcard record synthesised is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_follows_an_explicit_cname_and_refuses_a_wildcard_one() {
+    let pdns = pdns(&[]).await;
+    let config_dir = format!("--config-dir={}", pdns.config_dir().display());
+    for (name, target) in [
+        ("_acme-challenge.www", "_acme-challenge.delegated.example.test."),
+        ("*.wild", "catch-all.example.test."),
+    ] {
+        run(Command::new("pdnsutil").args([&config_dir, "add-record", "example.test", name, "CNAME", target]));
+    }
+    let dns_addr: std::net::SocketAddr = format!("127.0.0.1:{}", pdns.dns_port).parse().expect("addr");
+    let settings = ChallengeSettings {
+        resolvers: vec![dns_addr],
+        nameserver_port: pdns.dns_port,
+        timeout: Duration::from_secs(3),
+        ..ChallengeSettings::default()
+    };
+    let grants = format!(
+        "[powerdns]\noutbound_hosts = [\"http://127.0.0.1:{}\"]\nallow_private_networks = true\n",
+        pdns.web_port
+    );
+    let app = TestApp::with_challenges(
+        Backend::Sqlite,
+        vec![shipped_dir()],
+        Grants::parse(&grants).expect("grants"),
+        settings,
+    )
+    .await;
+    let (status, solver) = app
+        .admin(
+            "POST",
+            "/api/v1/dns-solvers",
+            Some(json!({"name": "pdns", "plugin": "powerdns",
+                        "config": {"api_url": format!("http://127.0.0.1:{}", pdns.web_port),
+                                   "api_key": format!("file:{}", pdns.key_file.display())}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{solver}");
+    let acme = issuer(&app, "acme", json!({"dns_solver": "pdns", "cname_policy": "follow"})).await;
+    let b = broker(&app);
+
+    let h = b
+        .present_dns(&acme, "www.example.test", "one.thumb")
+        .await
+        .expect("present");
+    let delegated = "_acme-challenge.delegated.example.test";
+    assert_eq!(
+        txt_values(pdns.dns_port, delegated).await,
+        vec![dns01_value("one.thumb")]
+    );
+    assert_eq!(b.ready(&acme, h).await, Ok(true));
+    b.cleanup(&acme, h).await.expect("cleanup");
+    assert!(txt_values(pdns.dns_port, delegated).await.is_empty());
+
+    // A name without a CNAME is published where it is.
+    let h = b
+        .present_dns(&acme, "api.example.test", "two.thumb")
+        .await
+        .expect("present");
+    assert_eq!(
+        txt_values(pdns.dns_port, "_acme-challenge.api.example.test").await,
+        vec![dns01_value("two.thumb")]
+    );
+    b.cleanup(&acme, h).await.expect("cleanup");
+
+    let Err(PluginFailure::Permanent(message)) = b.present_dns(&acme, "x.wild.example.test", "three.thumb").await
+    else {
+        panic!("a wildcard-synthesised CNAME is refused")
+    };
+    assert!(
+        message.contains("wildcard record synthesised") && message.contains("_acme-challenge.x.wild.example.test"),
+        "{message}"
+    );
+    assert!(
+        txt_values(pdns.dns_port, "catch-all.example.test").await.is_empty(),
+        "nothing published"
+    );
+}

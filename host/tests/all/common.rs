@@ -248,16 +248,20 @@ impl TestApp {
     }
 
     /// Creates an issuer and returns its id.
+    /// A local-ca issuer instance written straight to the store (the plugin need not be
+    /// loaded: the API checks configurations against loaded plugins).
     pub async fn issuer(&self, name: &str) -> String {
-        let (status, body) = self
-            .admin(
-                "POST",
-                "/api/v1/issuers",
-                Some(serde_json::json!({"name": name, "plugin": "local-ca"})),
+        self.store
+            .create_instance(
+                certctl::model::InstanceKind::Issuer,
+                name,
+                "local-ca",
+                &serde_json::json!({}),
+                certctl::store::AuditEntry::new("tester", "fixture", "issuer", ""),
             )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body["id"].as_str().expect("id").to_string()
+            .await
+            .expect("fixture issuer")
+            .id
     }
 
     /// Declares a certificate and returns its id.

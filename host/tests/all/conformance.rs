@@ -42,9 +42,13 @@ async fn app(grants: &str) -> TestApp {
 
 /// The suite, reading TXT values from the authoritative server on `dns_port`.
 async fn run_against_dns(app: &TestApp, plugin: &str, config: serde_json::Value, dns_port: u16) -> Vec<Check> {
-    dns_solver(&app.lifecycle.plugins, plugin, &config.to_string(), "example.test", |fqdn| async move {
-        Ok(txt_values(dns_port, &fqdn).await)
-    })
+    dns_solver(
+        &app.lifecycle.plugins,
+        plugin,
+        &config.to_string(),
+        "example.test",
+        |fqdn| async move { Ok(txt_values(dns_port, &fqdn).await) },
+    )
     .await
 }
 
@@ -169,4 +173,130 @@ async fn rfc2136_passes_the_conformance_suite_against_knot() {
         .find(|c| c.rule == "present publishes the value")
         .expect("rule");
     assert!(!publish.passed, "{checks:?}");
+}
+
+/// moto's Route 53 server on loopback, stopped on drop.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn moto() -> Moto {
+    let python = std::env::var("CERTCTL_TEST_MOTO_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let port = free_port();
+    let child = Command::new(&python)
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto server (PyPI moto[server], installed by scripts/test.sh)");
+    let server = Moto { child, port };
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/2013-04-01/hostedzone"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("moto did not start");
+}
+
+/// moto tells services apart by the credential scope of the Authorization header (it checks
+/// no signatures unless told to).
+const MOTO_ROUTE53_AUTH: &str =
+    "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0";
+
+/// The TXT values at `fqdn` in a moto hosted zone, read through the Route 53 API.
+async fn route53_txt(port: u16, zone_id: &str, fqdn: String) -> Result<Vec<String>, String> {
+    let body = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{port}/2013-04-01/hostedzone/{zone_id}/rrset?name={fqdn}.&type=TXT"
+        ))
+        .header("Authorization", MOTO_ROUTE53_AUTH)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut values = Vec::new();
+    for set in body.split("<ResourceRecordSet>").skip(1) {
+        let field = |tag: &str| {
+            set.split_once(&format!("<{tag}>"))
+                .and_then(|(_, rest)| rest.split_once(&format!("</{tag}>")))
+                .map(|(v, _)| v.to_string())
+        };
+        if field("Name").as_deref() == Some(&format!("{fqdn}.")) && field("Type").as_deref() == Some("TXT") {
+            for value in set.split("<Value>").skip(1) {
+                let raw = value.split("</Value>").next().unwrap_or_default();
+                values.push(raw.replace("&quot;", "\"").trim_matches('"').to_string());
+            }
+        }
+    }
+    Ok(values)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route53_passes_the_conformance_suite_against_moto() {
+    let moto = moto().await;
+    let created = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/2013-04-01/hostedzone", moto.port))
+        .header("Authorization", MOTO_ROUTE53_AUTH)
+        .header("Content-Type", "text/xml")
+        .body(
+            "<CreateHostedZoneRequest xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\">\
+             <Name>example.test.</Name><CallerReference>certctl-conformance</CallerReference>\
+             </CreateHostedZoneRequest>",
+        )
+        .send()
+        .await
+        .expect("create zone")
+        .text()
+        .await
+        .expect("answer");
+    let zone_id = created
+        .split_once("<Id>/hostedzone/")
+        .and_then(|(_, rest)| rest.split_once("</Id>"))
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_else(|| panic!("no zone id in {created}"));
+    let app = app(&format!(
+        "[route53]\noutbound_hosts = [\"http://127.0.0.1:{}\"]\nallow_private_networks = true\n",
+        moto.port
+    ))
+    .await;
+    // The zone found by name, and the zone given by id.
+    for extra in [json!({}), json!({"hosted_zone_id": zone_id})] {
+        let mut config = json!({"access_key_id": "testing", "secret_access_key": "testing",
+                                "api_url": format!("http://127.0.0.1:{}", moto.port)});
+        config
+            .as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        let port = moto.port;
+        let zone = zone_id.clone();
+        let checks = dns_solver(
+            &app.lifecycle.plugins,
+            "route53",
+            &config.to_string(),
+            "example.test",
+            |fqdn| {
+                let zone = zone.clone();
+                async move { route53_txt(port, &zone, fqdn).await }
+            },
+        )
+        .await;
+        assert_all_pass(&format!("route53 {extra}"), &checks);
+    }
 }

@@ -270,4 +270,69 @@ crate::on_both_backends!(
     the_scheduler_renews_inside_the_cas_window_and_names_the_replaced_certificate,
     a_window_already_open_renews_at_once_and_a_bad_window_is_ignored,
     a_bad_profile_is_refused_by_name,
+    a_rate_limit_pauses_every_issuance_of_the_issuer,
 );
+
+/// A CA's rate limit holds for the whole issuer instance: the other certificates' issuances
+/// wait it out without calling the CA or spending attempts.
+async fn a_rate_limit_pauses_every_issuance_of_the_issuer(backend: Backend) {
+    let app = TestApp::with_plugins(backend, vec![shipped_dir(), testing_dir()], Grants::default()).await;
+    let (status, body) = app
+        .admin(
+            "POST",
+            "/api/v1/issuers",
+            Some(json!({"name": "busy-ca", "plugin": "kv-issuer", "config": {"mode": "rate-limited"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let issuer = body["id"].as_str().expect("id").to_string();
+    let calls = async || {
+        app.store
+            .kv_get(&issuer, "calls")
+            .await
+            .expect("kv")
+            .map_or(0, |v| v.len())
+    };
+
+    declare(
+        &app,
+        json!({"name": "first", "common_name": "first.example.test", "key_generation": "server", "issuer_id": issuer}),
+    )
+    .await;
+    assert_eq!(run_jobs(&app).await, 1);
+    assert_eq!(calls().await, 1);
+    let paused = get(&app, &format!("/api/v1/issuers/{issuer}")).await;
+    let now = app.lifecycle.clock.now().0;
+    assert_eq!(ts(&paused["paused_until"]), now + 120, "{paused}");
+    assert!(
+        paused["paused_reason"].as_str().unwrap_or("").contains("rate"),
+        "{paused}"
+    );
+
+    let second = declare(
+        &app,
+        json!({"name": "second", "common_name": "second.example.test", "key_generation": "server", "issuer_id": issuer}),
+    )
+    .await;
+    run_jobs(&app).await;
+    assert_eq!(calls().await, 1, "the paused issuer's CA is not asked again");
+    let jobs = get(
+        &app,
+        &format!("/api/v1/jobs?certificate_id={}", second["id"].as_str().expect("id")),
+    )
+    .await;
+    let job = &jobs["items"][0];
+    assert_eq!(job["state"], "pending", "{job}");
+    assert!(job["error_message"].is_null(), "a pause is not a failure: {job}");
+    let steps = job["payload"]["steps"].to_string();
+    assert!(steps.contains("rate-limited by its CA until"), "{steps}");
+
+    // The waiting issuance goes to the CA as soon as the pause is over; the failed one after
+    // its own backoff (at least the CA's wait).
+    app.lifecycle.clock.advance(121);
+    run_jobs(&app).await;
+    assert_eq!(calls().await, 2, "the waiting job ran once the pause was over");
+    app.lifecycle.clock.advance(3_600);
+    run_jobs(&app).await;
+    assert_eq!(calls().await, 3, "the failed job retried after its backoff");
+}

@@ -35,13 +35,14 @@ impl Issuer for KvIssuer {
         match config.mode.as_str() {
             "normal" | "oversize" => Ok(()),
             "fixed" if !config.chains.is_empty() => Ok(()),
+            "rate-limited" => Ok(()),
             "fixed" => Err(PluginError::invalid_config("config.chains: required in fixed mode")),
             "foreign-key" if config.key_id.is_some() => Ok(()),
             "foreign-key" => Err(PluginError::invalid_config(
                 "config.key_id: required in foreign-key mode",
             )),
             other => Err(PluginError::invalid_config(format!(
-                "config.mode: {other:?} is not one of normal, foreign-key, oversize, fixed"
+                "config.mode: {other:?} is not one of normal, foreign-key, oversize, fixed, rate-limited"
             ))),
         }
     }
@@ -67,6 +68,12 @@ impl Issuer for KvIssuer {
                 )?;
                 let chain = config.chains.get(n % config.chains.len()).cloned().unwrap_or_default();
                 Ok(Progress::Issued(chain))
+            }
+            "rate-limited" => {
+                // Counts the calls that reached it, then refuses as a CA's rate limit does.
+                let n = kv::get("calls").map_or(0, |v| v.len());
+                kv::set("calls", &vec![0u8; n + 1])?;
+                Err(PluginError::RateLimited(Some(120)))
             }
             "oversize" => {
                 kv::set("big", &vec![0u8; 70 * 1024])?;
