@@ -32,25 +32,9 @@ impl Store {
                 value.len()
             )));
         }
+        // Write first, then count: a read before the write would make two concurrent writers on
+        // SQLite fail to upgrade their read locks (SQLITE_BUSY) instead of waiting their turn.
         let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query("SELECT 1 FROM plugin_kv WHERE instance_id = $1 AND key = $2")
-            .bind(instance_id)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !exists {
-            let count: i64 = sqlx::query("SELECT COUNT(*) FROM plugin_kv WHERE instance_id = $1")
-                .bind(instance_id)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get(0)?;
-            if count >= MAX_KEYS {
-                return Ok(Err(format!(
-                    "this instance already has {MAX_KEYS} keys; delete some first"
-                )));
-            }
-        }
         sqlx::query(
             "INSERT INTO plugin_kv (instance_id, key, value, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (instance_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -61,6 +45,18 @@ impl Store {
         .bind(Timestamp::now().0)
         .execute(&mut *tx)
         .await?;
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM plugin_kv WHERE instance_id = $1")
+            .bind(instance_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        // Only a new key raises the count, so over the limit means this key was one too many.
+        if count > MAX_KEYS {
+            tx.rollback().await?;
+            return Ok(Err(format!(
+                "this instance already has {MAX_KEYS} keys; delete some first"
+            )));
+        }
         tx.commit().await?;
         Ok(Ok(()))
     }
