@@ -489,7 +489,55 @@ async fn jobs_are_leased_once_completed_by_their_holder_and_retried(backend: Bac
     assert_eq!(store.fleet_counts(now).await.expect("counts").jobs_pending, 1);
 }
 
+/// host-kv: at most MAX_KEYS keys per instance (updating one is always fine), and concurrent
+/// writers of one instance all succeed (on SQLite too: no lock-upgrade failures).
+async fn kv_limits_hold_and_concurrent_writers_succeed(backend: Backend) {
+    use certctl::model::InstanceKind;
+    use certctl::store::kv::MAX_KEYS;
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let instance = store
+        .create_instance(
+            InstanceKind::Issuer,
+            "kv",
+            "local-ca",
+            &serde_json::json!({}),
+            audit("fixture"),
+        )
+        .await
+        .expect("instance")
+        .id;
+    let writers: Vec<_> = (0..MAX_KEYS)
+        .map(|i| {
+            let (store, instance) = (store.clone(), instance.clone());
+            tokio::spawn(async move { store.kv_set(&instance, &format!("k{i}"), b"v").await })
+        })
+        .collect();
+    for w in writers {
+        assert_eq!(w.await.expect("task").expect("store"), Ok(()));
+    }
+    assert_eq!(
+        store.kv_set(&instance, "one-too-many", b"v").await.expect("store"),
+        Err(format!("this instance already has {MAX_KEYS} keys; delete some first"))
+    );
+    assert_eq!(
+        store.kv_get(&instance, "one-too-many").await.expect("store"),
+        None,
+        "rolled back"
+    );
+    assert_eq!(
+        store.kv_set(&instance, "k0", b"new").await.expect("store"),
+        Ok(()),
+        "updates are fine"
+    );
+    assert_eq!(
+        store.kv_get(&instance, "k0").await.expect("store"),
+        Some(b"new".to_vec())
+    );
+}
+
 crate::on_both_backends!(
+    kv_limits_hold_and_concurrent_writers_succeed,
     jobs_are_leased_once_completed_by_their_holder_and_retried,
     certificates_round_trip,
     duplicate_names_conflict,
