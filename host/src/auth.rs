@@ -193,6 +193,18 @@ impl FromStr for Role {
 pub struct Principal {
     pub name: String,
     pub role: Role,
+    /// Set for an agent's own credential: the agent it is bound to. Agent endpoints answer
+    /// only for that agent.
+    pub agent_id: Option<String>,
+}
+
+/// The prefix of agents' own credentials (issued at registration, one per agent).
+pub const AGENT_CREDENTIAL_PREFIX: &str = "cca_";
+
+/// A new agent credential.
+pub fn generate_agent_credential() -> String {
+    let key = generate_key();
+    format!("{AGENT_CREDENTIAL_PREFIX}{}", &key[KEY_PREFIX.len()..])
 }
 
 impl Principal {

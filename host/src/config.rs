@@ -34,6 +34,7 @@ pub const SERVER_VARS: &[&str] = &[
     "CERTCTL_AUTH_TYPE",
     "CERTCTL_API_KEYS_NAMED",
     "CERTCTL_CONFIG_ENCRYPTION_KEY",
+    "CERTCTL_AGENT_BOOTSTRAP_TOKEN",
     "CERTCTL_MIGRATIONS_VIA_HOOK",
     "CERTCTL_MAX_BODY_BYTES",
     "CERTCTL_PLUGIN_DIRS",
@@ -69,7 +70,6 @@ pub const OTHER_KNOWN_VARS: &[&str] = &[
     "CERTCTL_API_KEY",
     "CERTCTL_AGENT_NAME",
     "CERTCTL_AGENT_ID",
-    "CERTCTL_AGENT_BOOTSTRAP_TOKEN",
     "CERTCTL_KEY_DIR",
     "CERTCTL_DISCOVERY_DIRS",
     "CERTCTL_SERVER_CA_BUNDLE_PATH",
@@ -152,6 +152,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub auth_type: AuthType,
     pub api_keys: Vec<NamedKey>,
+    /// The token agents present to register themselves (hash only), if any.
+    pub agent_bootstrap_token: Option<crate::auth::ApiKeyHash>,
     /// `None` means: use (or create) the key file in `data_dir`.
     pub encryption_key: Option<EncryptionKey>,
     pub migrations_via_hook: bool,
@@ -268,6 +270,7 @@ struct FileValues {
     auth_type: Option<String>,
     api_keys_named: Option<String>,
     config_encryption_key: Option<String>,
+    agent_bootstrap_token: Option<String>,
     migrations_via_hook: Option<bool>,
     max_body_bytes: Option<usize>,
     plugin_dirs: Option<String>,
@@ -552,6 +555,14 @@ impl Config {
             Some(raw) => parse_named_keys(&raw)?,
             None => Vec::new(),
         };
+
+        let agent_bootstrap_token = parse_with(
+            r.raw(None, "CERTCTL_AGENT_BOOTSTRAP_TOKEN", file.agent_bootstrap_token),
+            "at least 24 characters without spaces (e.g. the output of `openssl rand -base64 32`)",
+            |raw: &str| {
+                (raw.len() >= 24 && !raw.chars().any(char::is_whitespace)).then(|| crate::auth::ApiKeyHash::of(raw))
+            },
+        )?;
 
         let encryption_key = parse_with(
             r.raw(None, "CERTCTL_CONFIG_ENCRYPTION_KEY", file.config_encryption_key),
@@ -854,6 +865,7 @@ impl Config {
             log_format,
             auth_type,
             api_keys,
+            agent_bootstrap_token,
             encryption_key,
             migrations_via_hook,
             max_body_bytes,

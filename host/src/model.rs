@@ -163,6 +163,8 @@ wire_enum! {
         Upstream = "upstream",
         Network = "network",
         PluginTrap = "plugin_trap",
+        /// An agent's deployment failed (and was rolled back).
+        Deployment = "deployment",
         Other = "other",
     }
 }
@@ -305,6 +307,11 @@ pub struct Certificate {
     pub current_version_id: Option<String>,
     /// The issuer profile asked for (an ACME profile the CA's directory lists).
     pub profile: Option<String>,
+    /// The agent that holds the key (sends the CSRs) and deploys the certificate.
+    pub agent_id: Option<String>,
+    /// Where the agent deploys it: files, check and reload commands, verification.
+    #[schema(value_type = Option<Object>)]
+    pub deploy: Option<serde_json::Value>,
     /// The CA's suggested renewal window for the current version (ACME Renewal Information,
     /// RFC 9773), when its issuer offers one; `renew_at` then lies inside it.
     pub renewal_window: Option<RenewalWindow>,
@@ -527,4 +534,75 @@ mod tests {
         assert!(err.contains("ecdsa-p256") && err.contains("ed25519"), "{err}");
         assert_eq!("dns-solver".parse::<InstanceKind>(), Ok(InstanceKind::DnsSolver));
     }
+}
+
+/// A node agent.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub hostname: Option<String>,
+    pub os: Option<String>,
+    pub arch: Option<String>,
+    pub version: Option<String>,
+    pub ips: Vec<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_heartbeat: Option<Timestamp>,
+    /// A heartbeat within the last 5 minutes.
+    pub online: bool,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub retired_at: Option<Timestamp>,
+    /// When its credential was last issued (registration, or re-registration after lost state).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub credential_rotated_at: Option<Timestamp>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// A certificate an agent found on its node (what it reports).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Found {
+    pub path: String,
+    /// Position in a PEM bundle (0 for a single certificate).
+    pub index_in_file: u32,
+    /// Lower-case hex SHA-256 of the DER.
+    pub fingerprint_sha256: String,
+    /// Upper-case hex, as `openssl x509 -serial` prints it.
+    pub serial: String,
+    pub subject: String,
+    pub issuer: String,
+    pub sans: Vec<String>,
+    /// Seconds since the epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    pub is_ca: bool,
+}
+
+/// A discovered certificate, as the server keeps it for triage.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Discovery {
+    pub id: String,
+    pub agent_id: String,
+    pub agent_name: String,
+    pub path: String,
+    pub index_in_file: u32,
+    pub fingerprint_sha256: String,
+    pub serial: String,
+    pub subject: String,
+    pub issuer: String,
+    pub sans: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub not_before: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub not_after: Timestamp,
+    pub is_ca: bool,
+    /// new, claimed or dismissed.
+    pub state: String,
+    /// The managed certificate it was claimed as.
+    pub certificate_id: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub first_seen: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen: Timestamp,
 }

@@ -278,6 +278,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         auth: Arc::new(AuthSettings {
             mode: config.auth_type,
             env_keys: config.api_keys.clone(),
+            agent_bootstrap: config.agent_bootstrap_token.clone(),
         }),
         max_body_bytes: config.max_body_bytes,
     };

@@ -57,6 +57,12 @@ pub struct DeclareCertificate {
     /// An issuer profile, e.g. an ACME profile the CA's directory lists (`shortlived`); the
     /// issuer checks it when the CSR arrives. Absent: the issuer instance's default.
     pub profile: Option<String>,
+    /// The agent that generates the key, sends the CSRs and deploys the certificate (agent keys).
+    pub agent_id: Option<String>,
+    /// Where the agent deploys it: `{"files": [...], "check_command": [...],
+    /// "reload_command": [...], "verify": {...}}`. Needs `agent_id`.
+    #[schema(value_type = Option<Object>)]
+    pub deploy: Option<serde_json::Value>,
 }
 
 /// Changes to a certificate; absent fields stay as they are.
@@ -71,6 +77,11 @@ pub struct UpdateCertificate {
     pub labels: Option<BTreeMap<String, String>>,
     /// A new issuer profile; `""` removes it. Used from the next issuance on.
     pub profile: Option<String>,
+    /// A new agent; `""` removes it (and the deployment target).
+    pub agent_id: Option<String>,
+    /// A new deployment target, used from the next version on; `null` keeps it.
+    #[schema(value_type = Option<Object>)]
+    pub deploy: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -86,6 +97,42 @@ pub struct ListCertificates {
     pub q: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
+}
+
+/// The agent must be a live one, hold the key itself, and a deployment target needs an agent.
+async fn check_agent(
+    state: &AppState,
+    agent_id: Option<&str>,
+    deploy: Option<&serde_json::Value>,
+    key_generation: KeyGeneration,
+) -> Result<(), ApiError> {
+    if let Some(id) = agent_id {
+        match state.store.get_agent(id, crate::model::Timestamp::now()).await? {
+            Some(a) if a.retired_at.is_none() => {}
+            Some(a) => return Err(ApiError::invalid("agent_id", format!("agent {} is retired", a.name))),
+            None => {
+                return Err(ApiError::invalid(
+                    "agent_id",
+                    format!("no agent with id {id:?}; list them with GET /api/v1/agents"),
+                ));
+            }
+        }
+        if key_generation == KeyGeneration::Server {
+            return Err(ApiError::invalid(
+                "agent_id",
+                "an agent deploys certificates whose key it generated: use key_generation agent",
+            ));
+        }
+    }
+    if let Some(deploy) = deploy {
+        if agent_id.is_none() {
+            return Err(ApiError::invalid("deploy", "a deployment target needs agent_id"));
+        }
+        if !deploy.is_object() {
+            return Err(ApiError::invalid("deploy", "must be a JSON object"));
+        }
+    }
+    Ok(())
 }
 
 /// A profile name: 1 to 64 letters, digits, `.`, `_` or `-`.
@@ -180,6 +227,13 @@ pub async fn declare(
     if let Some(issuer) = &body.issuer_id {
         check_issuer(&state, issuer).await?;
     }
+    check_agent(
+        &state,
+        body.agent_id.as_deref(),
+        body.deploy.as_ref(),
+        body.key_generation,
+    )
+    .await?;
     let new = NewCertificate {
         name: body.name,
         common_name,
@@ -190,6 +244,8 @@ pub async fn declare(
         renewal: body.renewal,
         labels: body.labels,
         profile: body.profile,
+        agent_id: body.agent_id,
+        deploy: body.deploy,
     };
     let audit = AuditEntry::new(caller.actor(), "certificate.create", "certificate", "")
         .with_detail(json!({"name": new.name, "sans": new.sans}));
@@ -272,6 +328,17 @@ pub async fn update(
     if let Some(issuer) = &body.issuer_id {
         check_issuer(&state, issuer).await?;
     }
+    let agent_id = match body.agent_id.as_deref() {
+        None => current.agent_id.clone(),
+        Some("") => None,
+        Some(id) => Some(id.to_string()),
+    };
+    let deploy = if agent_id.is_none() {
+        None
+    } else {
+        body.deploy.clone().or(current.deploy.clone())
+    };
+    check_agent(&state, agent_id.as_deref(), deploy.as_ref(), current.key_generation).await?;
     let (common_name, sans) = names.map_or((None, None), |(cn, sans)| (Some(cn), Some(sans)));
     let patch = CertificatePatch {
         common_name,
@@ -281,6 +348,8 @@ pub async fn update(
         renewal: body.renewal,
         labels: body.labels,
         profile: body.profile.map(|p| Some(p).filter(|p| !p.is_empty())),
+        agent_id: Some(agent_id),
+        deploy: Some(deploy),
     };
     let audit = AuditEntry::new(caller.actor(), "certificate.update", "certificate", &id);
     state

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// 422: well-formed but invalid values.
     #[error("{message}")]
     Invalid { message: String, field: String },
+    /// 410: the agent was retired; it should stop.
+    #[error("{0}")]
+    Gone(String),
     /// 503: a dependency (the database) is not reachable.
     #[error("{0}")]
     Unavailable(String),
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -94,6 +98,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Invalid { .. } => "invalid_field",
+            ApiError::Gone(_) => "gone",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }

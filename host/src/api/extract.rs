@@ -180,12 +180,29 @@ fn bearer(parts: &Parts) -> Option<&str> {
 /// Finds who holds `key`: configured keys first (constant-time over all), then stored keys.
 async fn authenticate(state: &AppState, key: &str) -> Result<Option<Principal>, ApiError> {
     let hash = ApiKeyHash::of(key);
+    if key.starts_with(crate::auth::AGENT_CREDENTIAL_PREFIX) {
+        return Ok(state.store.agent_by_credential(&hash).await?.map(|a| Principal {
+            name: format!("agent:{}", a.name),
+            role: Role::Agent,
+            agent_id: Some(a.id),
+        }));
+    }
+    if let Some(bootstrap) = &state.auth.agent_bootstrap
+        && bootstrap.matches(&hash)
+    {
+        return Ok(Some(Principal {
+            name: "agent-bootstrap".to_string(),
+            role: Role::Agent,
+            agent_id: None,
+        }));
+    }
     let mut found = None;
     for k in &state.auth.env_keys {
         if k.hash.matches(&hash) && found.is_none() {
             found = Some(Principal {
                 name: k.name.clone(),
                 role: k.role,
+                agent_id: None,
             });
         }
     }
@@ -195,6 +212,7 @@ async fn authenticate(state: &AppState, key: &str) -> Result<Option<Principal>, 
     Ok(state.store.find_api_key(&hash).await?.map(|k| Principal {
         name: k.name,
         role: k.role,
+        agent_id: None,
     }))
 }
 
@@ -204,6 +222,7 @@ async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiErro
         AuthType::None => Ok(Principal {
             name: "anonymous".to_string(),
             role: Role::Admin,
+            agent_id: None,
         }),
         AuthType::ApiKey => {
             let Some(key) = bearer(parts) else {

@@ -1,6 +1,7 @@
 //! The only module that knows HTTP and JSON. `router()` builds the whole API, so tests can call
 //! it with `tower::ServiceExt::oneshot` without a socket.
 
+mod agents;
 mod audit;
 mod certificates;
 pub mod error;
@@ -38,6 +39,8 @@ pub struct AuthSettings {
     pub mode: AuthType,
     /// Keys from `CERTCTL_API_KEYS_NAMED` (hashes only).
     pub env_keys: Vec<NamedKey>,
+    /// `CERTCTL_AGENT_BOOTSTRAP_TOKEN` (hash only): lets an agent register itself.
+    pub agent_bootstrap: Option<crate::auth::ApiKeyHash>,
 }
 
 /// Shared state of every handler.
@@ -116,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         .merge(issuance::routes())
         .merge(notifications::routes())
         .merge(persist::routes())
+        .merge(agents::routes())
         .merge(audit::routes());
     Router::new()
         .route("/health", get(system::health))

@@ -4,7 +4,9 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, certificates, error, instances, issuance, jobs, keys, notifications, persist, plugins, system};
+use super::{
+    agents, audit, certificates, error, instances, issuance, jobs, keys, notifications, persist, plugins, system,
+};
 use crate::model;
 
 struct BearerAuth;
@@ -68,9 +70,12 @@ impl Modify for InstanceKinds {
         keys::create, keys::list, keys::remove,
         audit::list,
         persist::list, persist::approve,
+        agents::register, agents::list, agents::fetch, agents::retire, agents::heartbeat, agents::work,
+        agents::agent_csr, agents::deployment_result, agents::report_discoveries, agents::list_discoveries,
+        agents::claim, agents::dismiss,
     ),
     components(schemas(
-        error::ErrorBody, error::ErrorDetail, persist::PersistRecord, model::Certificate, model::PluginInstance, model::AuditEvent,
+        error::ErrorBody, error::ErrorDetail, persist::PersistRecord, model::Agent, model::Found, model::Discovery, model::Certificate, model::PluginInstance, model::AuditEvent,
         model::ApiKeyInfo, model::CertStatus, model::KeyType, model::KeyGeneration, model::RenewalPolicy,
         model::InstanceKind, model::Job, model::JobKind, model::JobState, model::ErrorClass, crate::auth::Role,
         model::CertificateVersion, model::RevocationReason, model::EventKind, model::Severity,

@@ -509,7 +509,7 @@ impl Lifecycle {
             JobKind::Notification => events::deliver(self, &job).await,
             JobKind::Deployment => Err(Failure::new(
                 ErrorClass::Other,
-                "deployment jobs are run by agents, which this server does not support yet",
+                "deployment jobs are pulled by the agent of their certificate, never run by the server",
                 false,
             )),
         };
@@ -761,6 +761,19 @@ impl Lifecycle {
             .map_err(Failure::store)?;
         payload.version_id = Some(version_id.clone());
         payload.issuer_state = None;
+        // The agent that holds the key deploys the new version (it pulls the job).
+        if cert.agent_id.is_some() && cert.deploy.is_some() {
+            let deployment = NewJob {
+                dedup_key: Some(format!("deploy:{version_id}")),
+                ..NewJob::now(
+                    JobKind::Deployment,
+                    Some(&cert.id),
+                    json!({"version_id": version_id}),
+                    i64::from(cert.renewal.max_attempts),
+                )
+            };
+            self.store.enqueue_job(&deployment).await.map_err(Failure::store)?;
+        }
         payload.step(
             now,
             "issued",

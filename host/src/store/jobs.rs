@@ -221,8 +221,9 @@ impl Store {
         };
         let rows = sqlx::query(&format!(
             "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, \
-             updated_at = $3 WHERE id IN (SELECT id FROM jobs WHERE (state = 'pending' AND run_after <= $3) \
-             OR (state = 'running' AND lease_expires_at < $3) ORDER BY run_after, id LIMIT $4 {lock}) \
+             updated_at = $3 WHERE id IN (SELECT id FROM jobs WHERE kind <> 'deployment' AND \
+             ((state = 'pending' AND run_after <= $3) OR (state = 'running' AND lease_expires_at < $3)) \
+             ORDER BY run_after, id LIMIT $4 {lock}) \
              RETURNING {JOB_COLUMNS}"
         ))
         .bind(owner)

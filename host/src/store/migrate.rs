@@ -44,6 +44,11 @@ const SQLITE: &[Migration] = &[
         name: "acme",
         sql: include_str!("../../../migrations/sqlite/0005_acme.sql"),
     },
+    Migration {
+        version: 6,
+        name: "agents",
+        sql: include_str!("../../../migrations/sqlite/0006_agents.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -71,6 +76,11 @@ const POSTGRES: &[Migration] = &[
         version: 5,
         name: "acme",
         sql: include_str!("../../../migrations/postgres/0005_acme.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "agents",
+        sql: include_str!("../../../migrations/postgres/0006_agents.sql"),
     },
 ];
 

@@ -6,6 +6,7 @@
 //! [`Dialect`] at the call site. Every mutation that comes from the API takes its audit record
 //! and writes both in one transaction, so the trail never misses a change that happened.
 
+pub mod agents;
 pub mod challenges;
 pub mod jobs;
 pub mod keys;
@@ -107,6 +108,8 @@ pub struct NewCertificate {
     pub renewal: RenewalPolicy,
     pub labels: BTreeMap<String, String>,
     pub profile: Option<String>,
+    pub agent_id: Option<String>,
+    pub deploy: Option<serde_json::Value>,
 }
 
 /// Changes to a certificate; `None` leaves a field as it is.
@@ -119,6 +122,8 @@ pub struct CertificatePatch {
     pub renewal: Option<RenewalPolicy>,
     pub labels: Option<BTreeMap<String, String>>,
     pub profile: Option<Option<String>>,
+    pub agent_id: Option<Option<String>>,
+    pub deploy: Option<Option<serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -242,7 +247,7 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> 
 
 const CERT_COLUMNS: &str = "id, name, common_name, sans, key_type, key_generation, issuer_id, state, renewal, \
                             labels, not_before, not_after, renew_at, current_version_id, profile, ari_window_start, \
-                            ari_window_end, ari_explanation_url, created_at, updated_at";
+                            ari_window_end, ari_explanation_url, agent_id, deploy, created_at, updated_at";
 
 fn cert_from_row(row: &AnyRow, now: Timestamp) -> Result<Certificate, StoreError> {
     let state: CertState = enum_col(row, "state")?;
@@ -263,6 +268,13 @@ fn cert_from_row(row: &AnyRow, now: Timestamp) -> Result<Certificate, StoreError
         renew_at: row.try_get::<Option<i64>, _>("renew_at")?.map(Timestamp),
         current_version_id: row.try_get("current_version_id")?,
         profile: row.try_get("profile")?,
+        agent_id: row.try_get("agent_id")?,
+        deploy: match row.try_get::<Option<String>, _>("deploy")? {
+            Some(text) => {
+                Some(serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("column deploy: {e}")))?)
+            }
+            None => None,
+        },
         renewal_window: match (
             row.try_get::<Option<i64>, _>("ari_window_start")?,
             row.try_get::<Option<i64>, _>("ari_window_end")?,
@@ -413,8 +425,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO certificates (id, name, common_name, sans, key_type, key_generation, issuer_id, state, \
-             renewal, labels, not_after, created_at, updated_at, profile) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11, $12)",
+             renewal, labels, not_after, created_at, updated_at, profile, agent_id, deploy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11, $12, $13, $14)",
         )
         .bind(id.as_str())
         .bind(new.name.as_str())
@@ -428,6 +440,8 @@ impl Store {
         .bind(to_json(&new.labels)?)
         .bind(now.0)
         .bind(new.profile.as_deref())
+        .bind(new.agent_id.as_deref())
+        .bind(new.deploy.as_ref().map(to_json).transpose()?)
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::from_unique(e, "name"))?;
@@ -520,6 +534,8 @@ impl Store {
         let renewal = patch.renewal.as_ref().unwrap_or(&current.renewal);
         let labels = patch.labels.as_ref().unwrap_or(&current.labels);
         let profile = patch.profile.as_ref().unwrap_or(&current.profile);
+        let agent_id = patch.agent_id.as_ref().unwrap_or(&current.agent_id);
+        let deploy = patch.deploy.as_ref().unwrap_or(&current.deploy);
         // A changed policy moves the renewal date of an issued certificate, unless the CA's
         // renewal window (RFC 9773) set it.
         let renew_at = match (current.status, current.not_before, current.not_after) {
@@ -531,7 +547,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE certificates SET common_name = $1, sans = $2, key_type = $3, issuer_id = $4, renewal = $5, \
-             labels = $6, updated_at = $7, renew_at = $9, profile = $10 WHERE id = $8",
+             labels = $6, updated_at = $7, renew_at = $9, profile = $10, agent_id = $11, deploy = $12 WHERE id = $8",
         )
         .bind(common_name.as_str())
         .bind(to_json(sans)?)
@@ -543,6 +559,8 @@ impl Store {
         .bind(id)
         .bind(renew_at.map(|t| t.0))
         .bind(profile.as_deref())
+        .bind(agent_id.as_deref())
+        .bind(deploy.as_ref().map(to_json).transpose()?)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {

@@ -170,6 +170,22 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Permission
             Some(PluginsWrite),
         ),
         ("GET", "/api/v1/notifications", None, Some(JobsRead)),
+        ("GET", "/api/v1/agents", None, Some(CertificatesRead)),
+        ("GET", "/api/v1/agents/{agent}", None, Some(CertificatesRead)),
+        ("POST", "/api/v1/agents/{agent}/retire", None, Some(CertificatesWrite)),
+        ("GET", "/api/v1/discoveries", None, Some(CertificatesRead)),
+        (
+            "POST",
+            "/api/v1/discoveries/{discovery}/claim",
+            Some(json!({"certificate_id": "none"})),
+            Some(CertificatesWrite),
+        ),
+        (
+            "POST",
+            "/api/v1/discoveries/{discovery}/dismiss",
+            None,
+            Some(CertificatesWrite),
+        ),
         ("GET", "/api/v1/dns-persist", None, Some(IssuersRead)),
         (
             "POST",
@@ -187,6 +203,7 @@ fn needs_loaded_plugin(method: &str, template: &str) -> bool {
         && (template == "/api/v1/dns-solvers" || template == "/api/v1/notifiers" || template == "/api/v1/issuers"))
         || (method == "PATCH" && template == "/api/v1/issuers/{issuer}")
         || template.starts_with("/api/v1/dns-persist/")
+        || template.starts_with("/api/v1/discoveries/")
         || template.ends_with("/test")
         || needs_issuance(template)
 }
@@ -209,8 +226,23 @@ async fn materialise(app: &TestApp, path: &str, body: &Option<Value>, n: usize) 
             &app.certificate(&format!("fixture-{n}"), "fixture.example.test").await,
         );
     }
-    // No dns-persist record exists here: a permitted caller gets past authorization to a 404.
-    path = path.replace("{persist}", "1");
+    // No dns-persist record or discovery exists here: a permitted caller gets past
+    // authorization to a 404.
+    path = path.replace("{persist}", "1").replace("{discovery}", "none");
+    if path.contains("{agent}") {
+        let credential = certctl::auth::ApiKeyHash::of(&certctl::auth::generate_agent_credential());
+        let (agent, _) = app
+            .store
+            .register_agent(
+                &format!("fixture-{n}"),
+                &certctl::store::agents::AgentInfo::default(),
+                &credential,
+                AuditEntry::new("tester", "fixture", "agent", ""),
+            )
+            .await
+            .expect("fixture agent");
+        path = path.replace("{agent}", &agent.id);
+    }
     if path.contains("{issuer}") {
         path = path.replace("{issuer}", &app.issuer(&format!("fixture-{n}")).await);
     }
@@ -372,10 +404,28 @@ async fn every_documented_route_is_in_the_matrix(backend: Backend) {
             "{approval_job}",
             "{route}",
             "{persist}",
+            "{agent}",
+            "{discovery}",
         ]
         .iter()
         .fold(p.to_string(), |acc, ph| acc.replace(ph, "{id}"))
     };
+    // Routes an agent calls with its own credential (or the bootstrap token) are not
+    // role-based; tests/all/agents.rs covers who may call them.
+    let agent_self = [
+        ("POST", "/api/v1/agents"),
+        ("POST", "/api/v1/agents/{id}/heartbeat"),
+        ("GET", "/api/v1/agents/{id}/work"),
+        ("POST", "/api/v1/agents/{id}/certificates/{cert}/csr"),
+        ("POST", "/api/v1/agents/{id}/jobs/{job}/result"),
+        ("POST", "/api/v1/agents/{id}/discoveries"),
+    ];
+    for (m, p) in agent_self {
+        assert!(
+            documented.remove(&(m.to_string(), p.to_string())),
+            "{m} {p} is documented"
+        );
+    }
     let tested: BTreeSet<(String, String)> = routes()
         .iter()
         .filter(|(_, p, _, _)| *p != "/api/v1/openapi.json")

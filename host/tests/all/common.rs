@@ -72,6 +72,9 @@ impl TestDb {
     }
 }
 
+/// The agent bootstrap token the test app accepts.
+pub const AGENT_BOOTSTRAP_TOKEN: &str = "test-bootstrap-token-0123456789abcdef";
+
 /// The plain API keys the test app accepts, by role.
 pub const KEYS: &[(&str, &str, Role)] = &[
     ("admin-key", "test-admin-key-0123456789", Role::Admin),
@@ -192,6 +195,7 @@ impl TestApp {
                         role: *role,
                     })
                     .collect(),
+                agent_bootstrap: Some(ApiKeyHash::of(AGENT_BOOTSTRAP_TOKEN)),
             }),
             max_body_bytes: MAX_BODY,
         };

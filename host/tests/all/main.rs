@@ -2,6 +2,7 @@
 //! PostgreSQL tests need CERTCTL_TEST_POSTGRES_URL, which scripts/test.sh sets.
 
 mod acme;
+mod agents;
 mod api;
 pub mod challenges;
 mod common;

@@ -29,6 +29,8 @@ fn cert(name: &str) -> NewCertificate {
         renewal: RenewalPolicy::default(),
         labels: BTreeMap::from([("team".to_string(), "edge".to_string())]),
         profile: None,
+        agent_id: None,
+        deploy: None,
     }
 }
 
@@ -381,7 +383,7 @@ async fn migrations_are_idempotent_and_reported(backend: Backend) {
     let before = store.schema_status().await.expect("status");
     assert_eq!(before.applied, 0);
     assert!(!before.is_current());
-    assert_eq!(store.migrate().await.expect("migrate"), vec![1, 2, 3, 4, 5]);
+    assert_eq!(store.migrate().await.expect("migrate"), vec![1, 2, 3, 4, 5, 6]);
     assert!(store.migrate().await.expect("again").is_empty());
     assert!(store.schema_status().await.expect("status").is_current());
 }
