@@ -21,6 +21,8 @@ command -v knotd >/dev/null 2>&1 || need_pkgs+=(knot)
 # A real ACME server for the ACME issuer plugin, and lego, the ACME client it is timed beside.
 command -v pebble >/dev/null 2>&1 || need_pkgs+=(pebble)
 command -v lego >/dev/null 2>&1 || need_pkgs+=(lego)
+# nginx, the agent's deployment target (run by the tests on loopback with their own config).
+command -v nginx >/dev/null 2>&1 || need_pkgs+=(nginx)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "==> installing ${need_pkgs[*]} (Debian packages)"
     if [ "$(id -u)" -ne 0 ]; then

@@ -153,7 +153,8 @@ pub fn generate_pkcs8(kind: KeyType) -> Result<Vec<u8>, KeystoreError> {
         .to_vec())
 }
 
-fn key_pair(kind: KeyType, pkcs8: &[u8]) -> Result<KeyPair, KeystoreError> {
+/// An rcgen key pair (signing) from PKCS#8 DER of a key of `kind`.
+pub fn key_pair(kind: KeyType, pkcs8: &[u8]) -> Result<KeyPair, KeystoreError> {
     KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(pkcs8.to_vec()), algorithm_of(kind))
         .map_err(|e| KeystoreError::Signing(e.to_string()))
 }

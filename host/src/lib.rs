@@ -1,6 +1,7 @@
 //! certctl: TLS certificate lifecycle platform. The binaries in `src/bin` are thin; everything
 //! lives here so tests can drive it.
 
+pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod challenge;

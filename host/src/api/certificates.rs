@@ -128,9 +128,8 @@ async fn check_agent(
         if agent_id.is_none() {
             return Err(ApiError::invalid("deploy", "a deployment target needs agent_id"));
         }
-        if !deploy.is_object() {
-            return Err(ApiError::invalid("deploy", "must be a JSON object"));
-        }
+        crate::agent::deploy::Target::check_json(deploy)
+            .map_err(|(field, message)| ApiError::invalid(&format!("deploy.{field}"), message))?;
     }
     Ok(())
 }

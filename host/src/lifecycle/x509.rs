@@ -185,6 +185,16 @@ pub fn check_issued(chain_pem: &str, csr_spki: &[u8], names: &[String]) -> Resul
     })
 }
 
+/// The SubjectPublicKeyInfo (DER) of the first certificate of a PEM text.
+pub fn leaf_spki(pem: &str) -> Result<Vec<u8>, String> {
+    let der = rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .ok_or_else(|| "no PEM certificate".to_string())?
+        .map_err(|e| format!("not valid PEM: {e}"))?;
+    let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(|e| format!("does not parse: {e}"))?;
+    Ok(cert.public_key().raw.to_vec())
+}
+
 /// Splits a PEM chain into its certificates' PEM blocks.
 pub fn pem_blocks(chain_pem: &str) -> Vec<String> {
     let mut out = Vec::new();

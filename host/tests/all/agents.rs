@@ -340,3 +340,385 @@ crate::on_both_backends!(
     an_agent_sends_csrs_and_reports_deployments,
     discoveries_are_reported_and_triaged,
 );
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// nginx's master, stopped with SIGTERM so it takes its workers along (SIGKILL would orphan them).
+struct StopOnDrop(std::process::Child);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The serial nginx presents on `port`, as `openssl s_client` sees it.
+fn served_serial(port: u16) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -servername web.example.test </dev/null 2>/dev/null \
+             | openssl x509 -noout -serial"
+        ))
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_string()
+}
+
+/// The whole path with the binaries and a real nginx: `certctl-server` (local CA), a
+/// `certctl-agent` process registering with the bootstrap token, a certificate declared for it
+/// with an nginx target. The agent makes the key, sends the CSR, deploys, reloads nginx and
+/// verifies; `openssl s_client` sees the new serial; a renewal is served too; a broken target
+/// (key mismatch) is rolled back, nginx keeps the old certificate and the job shows why;
+/// retiring the agent makes it exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_deploys_to_nginx_renews_and_rolls_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    // nginx on loopback, first with a placeholder certificate.
+    let ng = d.join("nginx");
+    std::fs::create_dir_all(ng.join("tls")).expect("mkdir");
+    std::fs::create_dir_all(ng.join("logs")).expect("mkdir");
+    run(std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args(["-subj", "/CN=placeholder", "-keyout"])
+        .arg(ng.join("tls/site.key"))
+        .arg("-out")
+        .arg(ng.join("tls/site.pem")));
+    let nginx_port = free_port();
+    let conf = ng.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log off; client_body_temp_path {p}/tmp-body; proxy_temp_path {p}/tmp-proxy;\n\
+             fastcgi_temp_path {p}/tmp-fcgi; uwsgi_temp_path {p}/tmp-uwsgi; scgi_temp_path {p}/tmp-scgi;\n\
+             server {{ listen 127.0.0.1:{nginx_port} ssl; server_name web.example.test;\n\
+             ssl_certificate {p}/tls/site.pem; ssl_certificate_key {p}/tls/site.key; return 200 ok; }} }}\n",
+            p = ng.display()
+        ),
+    )
+    .expect("conf");
+    let nginx_args = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec!["nginx".to_string()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v.extend([
+            "-p".to_string(),
+            ng.display().to_string(),
+            "-c".to_string(),
+            conf.display().to_string(),
+        ]);
+        v
+    };
+    let _nginx = StopOnDrop(
+        std::process::Command::new("nginx")
+            .args(&nginx_args(&[])[1..])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx (Debian nginx, installed by scripts/test.sh)"),
+    );
+
+    // certctl-server with the local CA only.
+    let plugins = d.join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    for ext in ["wasm", "toml"] {
+        std::fs::copy(
+            shipped_dir().join(format!("local-ca.{ext}")),
+            plugins.join(format!("local-ca.{ext}")),
+        )
+        .expect("copy");
+    }
+    let port = free_port();
+    let log = d.join("server.log");
+    let _server = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_certctl-server"))
+            .env_clear()
+            .env("CERTCTL_DATA_DIR", d.join("data"))
+            .env("CERTCTL_SERVER_PORT", port.to_string())
+            .env("CERTCTL_PLUGIN_DIRS", &plugins)
+            .env("CERTCTL_AGENT_BOOTSTRAP_TOKEN", AGENT_BOOTSTRAP_TOKEN)
+            .env("CERTCTL_SCHEDULER_JOB_INTERVAL", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("certctl-server"),
+    );
+    let ca = d.join("data/tls/ca.crt");
+    let url = format!("https://127.0.0.1:{port}");
+    let mut admin = None;
+    for _ in 0..600 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(k) = text.split_whitespace().find(|w| w.starts_with("cck_"))
+            && ca.exists()
+        {
+            admin = Some(k.to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let admin = admin.unwrap_or_else(|| {
+        panic!(
+            "server did not start:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    let client = {
+        let pem = std::fs::read(&ca).expect("ca");
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"))
+            .build()
+            .expect("client")
+    };
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let (client, url, admin) = (client.clone(), url.clone(), admin.clone());
+        async move {
+            for _ in 0..100 {
+                let mut req = client
+                    .request(method.clone(), format!("{url}{path}"))
+                    .bearer_auth(&admin);
+                if let Some(b) = &body {
+                    req = req.json(b);
+                }
+                if let Ok(resp) = req.send().await {
+                    let status = resp.status().as_u16();
+                    return (status, resp.json::<Value>().await.unwrap_or(Value::Null));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("{path}: server unreachable")
+        }
+    };
+
+    // The agent: registers itself with the bootstrap token.
+    let keys = d.join("agent-keys");
+    let agent_log = d.join("agent.log");
+    let mut agent = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_certctl-agent"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CERTCTL_SERVER_URL", &url)
+            .env("CERTCTL_SERVER_CA_BUNDLE_PATH", &ca)
+            .env("CERTCTL_AGENT_BOOTSTRAP_TOKEN", AGENT_BOOTSTRAP_TOKEN)
+            .env("CERTCTL_AGENT_NAME", "web-1")
+            .env("CERTCTL_KEY_DIR", &keys)
+            .env("CERTCTL_AGENT_POLL_SECONDS", "1")
+            .env("CERTCTL_AGENT_HEARTBEAT_SECONDS", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&agent_log).expect("log"))
+            .spawn()
+            .expect("certctl-agent"),
+    );
+    let agent_log_text = || std::fs::read_to_string(&agent_log).unwrap_or_default();
+    let mut agent_id = None;
+    for _ in 0..300 {
+        let (_, agents) = call(reqwest::Method::GET, "/api/v1/agents".into(), None).await;
+        if let Some(a) = agents
+            .as_array()
+            .and_then(|l| l.iter().find(|a| a["name"] == "web-1" && a["online"] == true))
+        {
+            agent_id = Some(a["id"].as_str().expect("id").to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let agent_id = agent_id.unwrap_or_else(|| panic!("the agent did not register:\n{}", agent_log_text()));
+    let mode = std::fs::metadata(&keys).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(mode.ok(), Some(0o700), "CERTCTL_KEY_DIR is private");
+
+    let (status, issuer) = call(
+        reqwest::Method::POST,
+        "/api/v1/issuers".into(),
+        Some(json!({"name": "internal", "plugin": "local-ca", "config": {}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{issuer}");
+    let target = |key_file: &str| {
+        json!({
+            "files": [
+                {"path": ng.join("tls/site.pem").display().to_string(), "content": "fullchain"},
+                {"path": ng.join("tls").join(key_file).display().to_string(), "content": "key"}
+            ],
+            "check_command": nginx_args(&["-t", "-q"]),
+            "reload_command": nginx_args(&["-s", "reload"]),
+            "verify": {"address": format!("127.0.0.1:{nginx_port}"), "server_name": "web.example.test"}
+        })
+    };
+    let (status, cert) = call(
+        reqwest::Method::POST,
+        "/api/v1/certificates".into(),
+        Some(
+            json!({"name": "web", "common_name": "web.example.test", "issuer_id": issuer["id"],
+                    "agent_id": agent_id, "deploy": target("site.key")}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{cert}");
+    let id = cert["id"].as_str().expect("id").to_string();
+
+    // Waits for the newest deployment job of the certificate to end; returns it.
+    let deployment = |after: usize| {
+        let id = id.clone();
+        async move {
+            for _ in 0..600 {
+                let (_, jobs) = call(
+                    reqwest::Method::GET,
+                    format!("/api/v1/jobs?certificate_id={id}&type=deployment"),
+                    None,
+                )
+                .await;
+                let items = jobs["items"].as_array().cloned().unwrap_or_default();
+                if items.len() > after
+                    && let Some(job) = items
+                        .iter()
+                        .find(|j| j["state"] == "completed" || j["state"] == "failed")
+                    && items
+                        .iter()
+                        .filter(|j| j["state"] == "completed" || j["state"] == "failed")
+                        .count()
+                        > after
+                {
+                    return job.clone();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            panic!("no deployment ended")
+        }
+    };
+    let first = deployment(0).await;
+    assert_eq!(first["state"], "completed", "{first}\n{}", agent_log_text());
+    let (_, versions) = call(
+        reqwest::Method::GET,
+        format!("/api/v1/certificates/{id}/versions"),
+        None,
+    )
+    .await;
+    let serial1 = versions[0]["serial"].as_str().expect("serial").to_string();
+    assert_eq!(
+        served_serial(nginx_port),
+        serial1,
+        "nginx serves the issued certificate"
+    );
+
+    // Renewal: a new key and CSR from the agent, a new serial served.
+    let (status, _) = call(reqwest::Method::POST, format!("/api/v1/certificates/{id}/renew"), None).await;
+    assert_eq!(status, 202);
+    let second = deployment(1).await;
+    assert_eq!(second["state"], "completed", "{second}\n{}", agent_log_text());
+    let (_, versions) = call(
+        reqwest::Method::GET,
+        format!("/api/v1/certificates/{id}/versions"),
+        None,
+    )
+    .await;
+    let serial2 = versions[0]["serial"].as_str().expect("serial").to_string();
+    assert_ne!(serial2, serial1);
+    assert_eq!(
+        served_serial(nginx_port),
+        serial2,
+        "nginx serves the renewed certificate"
+    );
+
+    // A broken target: the key goes to a file nginx does not read, so the new certificate and
+    // the old key mismatch; `nginx -t` refuses, the agent rolls back, nginx keeps serving.
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        format!("/api/v1/certificates/{id}"),
+        Some(json!({"deploy": target("elsewhere.key")})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = call(reqwest::Method::POST, format!("/api/v1/certificates/{id}/renew"), None).await;
+    assert_eq!(status, 202);
+    let third = deployment(2).await;
+    assert_eq!(third["state"], "failed", "{third}");
+    assert_eq!(third["error_class"], "deployment");
+    let message = third["error_message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("check failed") && message.contains("rolled_back"),
+        "{message}"
+    );
+    assert_eq!(
+        served_serial(nginx_port),
+        serial2,
+        "nginx still serves the previous certificate"
+    );
+    assert!(
+        !ng.join("tls/elsewhere.key").exists(),
+        "the new file was removed in the rollback"
+    );
+
+    // The agent's keys stayed on the node, 0600.
+    let key_files: Vec<_> = walk_files(&keys)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "key"))
+        .collect();
+    assert!(key_files.len() >= 3, "one key per issuance: {key_files:?}");
+    for k in &key_files {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(k).expect("key").permissions()) & 0o777;
+        assert_eq!(mode, 0o600, "{}", k.display());
+    }
+
+    // Retired: the agent exits 0.
+    let (status, _) = call(reqwest::Method::POST, format!("/api/v1/agents/{agent_id}/retire"), None).await;
+    assert_eq!(status, 204);
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(status) = agent.0.try_wait().expect("wait") {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let status = exited.unwrap_or_else(|| panic!("the agent did not exit:\n{}", agent_log_text()));
+    assert!(
+        status.success(),
+        "exit 0 when retired: {status:?}\n{}",
+        agent_log_text()
+    );
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
