@@ -4,7 +4,8 @@
 #   2. local-CA issuance through certctl's REST API (CSR in, chain out),
 #   3. cfssl serve (Debian golang-cfssl) signing the same kind of CSRs,
 #   4. the renewal scan over 100,000 certificates on SQLite and PostgreSQL,
-#   5. the inventory walk of 1,000 certificates through the paginated API.
+#   5. the inventory walk of 1,000 certificates through the paginated API,
+#   6. 200 agents heartbeating and polling their work every second for 30 s.
 # Usage: scripts/bench-lifecycle.sh [issuances] [concurrency]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,3 +49,6 @@ runuser -u postgres -- psql -h 127.0.0.1 -p "$pg_port" -qc "CREATE DATABASE cert
 
 echo "==> inventory walk"
 CERTCTL_BENCH_PLUGINS="$target/plugins" "$bench" walk 1000
+
+echo "==> 200 agents polling one server"
+CERTCTL_BENCH_PLUGINS="$target/plugins" "$bench" agents 200 30

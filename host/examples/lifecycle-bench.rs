@@ -7,6 +7,9 @@
 //! - `scan N DATABASE_URL`: the renewal scan over N declared, issued certificates (none due, then
 //!   1% due), straight on the store.
 //! - `walk N`: listing N certificates through the paginated API (100 per page) over HTTPS.
+//! - `agents N SECONDS`: N agents (tasks, each with its own HTTPS connection and credential)
+//!   register, then each sends a heartbeat and polls its work every second for SECONDS.
+//!   Prints requests per second and latency percentiles.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use certctl::model::Timestamp;
 use serde_json::{Value, json};
 
 const KEY: &str = "bench-admin-key-0123456789";
+const BOOTSTRAP: &str = "bench-bootstrap-token-0123456789abcdef";
 
 struct Server {
     running: certctl::server::Running,
@@ -37,6 +41,7 @@ async fn server(plugins: &str) -> anyhow::Result<Server> {
         ("CERTCTL_LOG_LEVEL", "warn".to_string()),
         ("CERTCTL_DATABASE_MAX_CONNS", "16".to_string()),
         ("CERTCTL_SCHEDULER_JOB_INTERVAL", "1s".to_string()),
+        ("CERTCTL_AGENT_BOOTSTRAP_TOKEN", BOOTSTRAP.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -114,6 +119,81 @@ where
     while let Some(r) = set.join_next().await {
         r??;
     }
+    Ok(())
+}
+
+/// N agents polling one server: each registers, then heartbeats and reads its work once a
+/// second (±10 %, as the agent does) over its own connection.
+async fn agents(plugins: &str, n: usize, seconds: u64) -> anyhow::Result<()> {
+    let s = Arc::new(server(plugins).await?);
+    let ca = std::fs::read(s._dir.path().join("tls/ca.crt"))?;
+    let mut set = tokio::task::JoinSet::new();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    for i in 0..n {
+        let (base, ca) = (s.base.clone(), ca.clone());
+        set.spawn(async move {
+            let client = reqwest::Client::builder()
+                .use_rustls_tls()
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca)?)
+                .build()?;
+            let reg: Value = client
+                .post(format!("{base}/api/v1/agents"))
+                .bearer_auth(BOOTSTRAP)
+                .json(&json!({"name": format!("bench-agent-{i}")}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let id = reg["agent"]["id"].as_str().context("agent id")?.to_string();
+            let credential = reg["credential"].as_str().context("credential")?.to_string();
+            let mut latencies = Vec::new();
+            // Spread the first round over the first second, as agents started together do.
+            tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 1000)).await;
+            while Instant::now() < deadline {
+                let round = Instant::now();
+                for (method, path) in [
+                    (reqwest::Method::POST, format!("{base}/api/v1/agents/{id}/heartbeat")),
+                    (reqwest::Method::GET, format!("{base}/api/v1/agents/{id}/work")),
+                ] {
+                    let t = Instant::now();
+                    let mut req = client.request(method.clone(), &path).bearer_auth(&credential);
+                    if method == reqwest::Method::POST {
+                        req = req.json(&json!({"hostname": format!("node-{i}"), "os": "linux"}));
+                    }
+                    let status = req.send().await?.status();
+                    if !status.is_success() {
+                        return Err(anyhow!("{path}: {status}"));
+                    }
+                    latencies.push(t.elapsed());
+                }
+                let jitter = Duration::from_millis(900 + rand::random::<u64>() % 200);
+                tokio::time::sleep(jitter.saturating_sub(round.elapsed())).await;
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+    println!(
+        "{n} agents, heartbeat + work every second for {seconds} s: {} requests, {:.0} requests/s, \
+         p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        all.len(),
+        all.len() as f64 / secs,
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+    let listed = s.call(reqwest::Method::GET, "/api/v1/agents", None).await?;
+    let online = listed
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|x| x["online"] == true).count());
+    println!("agents listed online by the server: {online}");
     Ok(())
 }
 
@@ -392,11 +472,12 @@ async fn main() -> anyhow::Result<()> {
     let plugins = std::env::var("CERTCTL_BENCH_PLUGINS").unwrap_or_else(|_| "target/plugins".into());
     match args.first().map(String::as_str) {
         Some("issue") => issue(&plugins, num(1)?, num(2)?).await,
+        Some("agents") => agents(&plugins, num(1)?, num(2)? as u64).await,
         Some("cfssl") => cfssl(args.get(1).context("cfssl URL")?, num(2)?, num(3)?).await,
         Some("scan") => scan(num(1)?, args.get(2).context("database URL")?).await,
         Some("walk") => walk(&plugins, num(1)?).await,
         _ => Err(anyhow!(
-            "usage: lifecycle-bench issue N C | cfssl URL N C | scan N DATABASE_URL | walk N"
+            "usage: lifecycle-bench issue N C | cfssl URL N C | scan N DATABASE_URL | walk N | agents N SECONDS"
         )),
     }
 }
