@@ -472,7 +472,12 @@ async fn verify(v: &Verify, cert_pem: &str) -> Result<String, String> {
     };
     let deadline = Instant::now() + Duration::from_secs(v.timeout_seconds.unwrap_or(10));
     loop {
-        let last = match served_leaf(v).await {
+        // Each attempt is bounded: a peer that accepts TCP but never finishes the handshake
+        // must not hang the deployment.
+        let attempt = tokio::time::timeout(Duration::from_secs(5), served_leaf(v))
+            .await
+            .unwrap_or_else(|_| Err(format!("{}: no TLS handshake within 5 s", v.address)));
+        let last = match attempt {
             Ok(got) if got == want => return Ok(format!("{} serves the new certificate", v.address)),
             Ok(got) => format!(
                 "{} still serves another certificate (SHA-256 {})",

@@ -369,6 +369,20 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The serial nginx settles on presenting on `port` (after a reload, old workers may answer a
+/// new connection for a moment), as `openssl s_client` sees it: `want` if it comes within 5 s.
+async fn settled_serial(port: u16, want: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..50 {
+        last = served_serial(port);
+        if last == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    last
+}
+
 /// The serial nginx presents on `port`, as `openssl s_client` sees it.
 fn served_serial(port: u16) -> String {
     let out = std::process::Command::new("sh")
@@ -627,7 +641,7 @@ async fn the_agent_deploys_to_nginx_renews_and_rolls_back() {
     .await;
     let serial1 = versions[0]["serial"].as_str().expect("serial").to_string();
     assert_eq!(
-        served_serial(nginx_port),
+        settled_serial(nginx_port, &serial1).await,
         serial1,
         "nginx serves the issued certificate"
     );
@@ -646,7 +660,7 @@ async fn the_agent_deploys_to_nginx_renews_and_rolls_back() {
     let serial2 = versions[0]["serial"].as_str().expect("serial").to_string();
     assert_ne!(serial2, serial1);
     assert_eq!(
-        served_serial(nginx_port),
+        settled_serial(nginx_port, &serial2).await,
         serial2,
         "nginx serves the renewed certificate"
     );
@@ -671,7 +685,7 @@ async fn the_agent_deploys_to_nginx_renews_and_rolls_back() {
         "{message}"
     );
     assert_eq!(
-        served_serial(nginx_port),
+        settled_serial(nginx_port, &serial2).await,
         serial2,
         "nginx still serves the previous certificate"
     );

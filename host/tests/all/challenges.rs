@@ -205,9 +205,9 @@ pub async fn txt_values(server: u16, fqdn: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dns01_records_go_through_the_solver_and_are_checked_at_the_authoritative_server() {
-    let pdns = pdns(&[]).await;
+/// An app whose challenge broker resolves through `pdns` and publishes with a powerdns
+/// DNS-solver instance named `pdns`.
+async fn pdns_app(pdns: &Pdns) -> TestApp {
     let dns_addr: std::net::SocketAddr = format!("127.0.0.1:{}", pdns.dns_port).parse().expect("addr");
     let settings = ChallengeSettings {
         resolvers: vec![dns_addr],
@@ -236,6 +236,13 @@ async fn dns01_records_go_through_the_solver_and_are_checked_at_the_authoritativ
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{solver}");
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_records_go_through_the_solver_and_are_checked_at_the_authoritative_server() {
+    let pdns = pdns(&[]).await;
+    let app = pdns_app(&pdns).await;
     let acme = issuer(&app, "acme", json!({"dns_solver": "pdns"})).await;
     let b = broker(&app);
 
@@ -430,34 +437,7 @@ async fn dns01_through_rfc2136_updates_into_bind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_persist_records_wait_for_approval_are_published_once_and_stay() {
     let pdns = pdns(&[]).await;
-    let dns_addr: std::net::SocketAddr = format!("127.0.0.1:{}", pdns.dns_port).parse().expect("addr");
-    let settings = ChallengeSettings {
-        resolvers: vec![dns_addr],
-        nameserver_port: pdns.dns_port,
-        timeout: Duration::from_secs(3),
-        ..ChallengeSettings::default()
-    };
-    let grants = format!(
-        "[powerdns]\noutbound_hosts = [\"http://127.0.0.1:{}\"]\nallow_private_networks = true\n",
-        pdns.web_port
-    );
-    let app = TestApp::with_challenges(
-        Backend::Sqlite,
-        vec![shipped_dir()],
-        Grants::parse(&grants).expect("grants"),
-        settings,
-    )
-    .await;
-    let (status, solver) = app
-        .admin(
-            "POST",
-            "/api/v1/dns-solvers",
-            Some(json!({"name": "pdns", "plugin": "powerdns",
-                        "config": {"api_url": format!("http://127.0.0.1:{}", pdns.web_port),
-                                   "api_key": format!("file:{}", pdns.key_file.display())}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{solver}");
+    let app = pdns_app(&pdns).await;
     let acme = issuer(&app, "acme", json!({"dns_solver": "pdns"})).await;
     let b = broker(&app);
     let ca = vec!["ca.example".to_string()];
@@ -598,34 +578,7 @@ async fn dns01_follows_an_explicit_cname_and_refuses_a_wildcard_one() {
     ] {
         run(Command::new("pdnsutil").args([&config_dir, "add-record", "example.test", name, "CNAME", target]));
     }
-    let dns_addr: std::net::SocketAddr = format!("127.0.0.1:{}", pdns.dns_port).parse().expect("addr");
-    let settings = ChallengeSettings {
-        resolvers: vec![dns_addr],
-        nameserver_port: pdns.dns_port,
-        timeout: Duration::from_secs(3),
-        ..ChallengeSettings::default()
-    };
-    let grants = format!(
-        "[powerdns]\noutbound_hosts = [\"http://127.0.0.1:{}\"]\nallow_private_networks = true\n",
-        pdns.web_port
-    );
-    let app = TestApp::with_challenges(
-        Backend::Sqlite,
-        vec![shipped_dir()],
-        Grants::parse(&grants).expect("grants"),
-        settings,
-    )
-    .await;
-    let (status, solver) = app
-        .admin(
-            "POST",
-            "/api/v1/dns-solvers",
-            Some(json!({"name": "pdns", "plugin": "powerdns",
-                        "config": {"api_url": format!("http://127.0.0.1:{}", pdns.web_port),
-                                   "api_key": format!("file:{}", pdns.key_file.display())}})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{solver}");
+    let app = pdns_app(&pdns).await;
     let acme = issuer(&app, "acme", json!({"dns_solver": "pdns", "cname_policy": "follow"})).await;
     let b = broker(&app);
 
