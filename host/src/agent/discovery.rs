@@ -160,7 +160,7 @@ fn found(path: &Path, index: usize, der: &[u8], cert: &X509Certificate<'_>) -> F
         path: path.display().to_string(),
         index_in_file: u32::try_from(index).unwrap_or(u32::MAX),
         fingerprint_sha256: hex::encode(Sha256::digest(der)),
-        serial: hex::encode_upper(cert.raw_serial()),
+        serial: crate::lifecycle::x509::serial_hex(cert.raw_serial()),
         subject: cert.subject().to_string(),
         issuer: cert.issuer().to_string(),
         sans,

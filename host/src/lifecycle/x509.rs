@@ -177,7 +177,7 @@ pub fn check_issued(chain_pem: &str, csr_spki: &[u8], names: &[String]) -> Resul
         pem.push_str("-----END CERTIFICATE-----\n");
     }
     Ok(IssuedLeaf {
-        serial: hex::encode_upper(leaf.raw_serial()),
+        serial: serial_hex(leaf.raw_serial()),
         fingerprint_sha256: hex::encode(Sha256::digest(leaf_der)),
         not_before: Timestamp(leaf.validity().not_before.timestamp()),
         not_after: Timestamp(leaf.validity().not_after.timestamp()),
@@ -193,6 +193,13 @@ pub fn leaf_spki(pem: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("not valid PEM: {e}"))?;
     let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(|e| format!("does not parse: {e}"))?;
     Ok(cert.public_key().raw.to_vec())
+}
+
+/// A serial number as `openssl x509 -serial` prints it: upper-case hex of the INTEGER's value,
+/// without the sign byte DER adds when the high bit is set (`00 80 11` prints as `8011`).
+pub fn serial_hex(raw: &[u8]) -> String {
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len().saturating_sub(1));
+    hex::encode_upper(&raw[start..])
 }
 
 /// Splits a PEM chain into its certificates' PEM blocks.
@@ -212,6 +219,13 @@ pub fn pem_blocks(chain_pem: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serials_print_as_openssl_prints_them() {
+        assert_eq!(serial_hex(&[0x00, 0x80, 0x11, 0x22, 0x33]), "80112233");
+        assert_eq!(serial_hex(&[0x7f, 0x00]), "7F00");
+        assert_eq!(serial_hex(&[0x00]), "00");
+    }
 
     #[test]
     fn junk_is_refused_with_a_reason() {
