@@ -166,14 +166,17 @@ impl ChallengeBroker {
             .ok_or_else(|| PluginFailure::NotFound(format!("no DNS zone found for {fqdn} (no SOA record)")))
     }
 
-    /// The issuer's `cname_policy`: `none` (default) or `follow`.
-    async fn cname_policy(&self, issuer_id: &str) -> Result<CnamePolicy, PluginFailure> {
-        let issuer = self
-            .store
+    /// An issuer instance of the call.
+    async fn issuer(&self, issuer_id: &str) -> Result<crate::model::PluginInstance, PluginFailure> {
+        self.store
             .get_instance(InstanceKind::Issuer, issuer_id)
             .await
             .map_err(db)?
-            .ok_or_else(|| PluginFailure::NotFound(format!("issuer instance {issuer_id}")))?;
+            .ok_or_else(|| PluginFailure::NotFound(format!("issuer instance {issuer_id}")))
+    }
+
+    /// The issuer's `cname_policy`: `none` (default) or `follow`.
+    fn cname_policy(issuer: &crate::model::PluginInstance) -> Result<CnamePolicy, PluginFailure> {
         match issuer.config.get("cname_policy").and_then(|v| v.as_str()) {
             None | Some("none") => Ok(CnamePolicy::None),
             Some("follow") => Ok(CnamePolicy::Follow),
@@ -218,13 +221,10 @@ impl ChallengeBroker {
     }
 
     /// The DNS-solver instance and its resolved configuration for an issuer instance.
-    async fn solver_of(&self, issuer_id: &str) -> Result<(crate::model::PluginInstance, String), PluginFailure> {
-        let issuer = self
-            .store
-            .get_instance(InstanceKind::Issuer, issuer_id)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| PluginFailure::NotFound(format!("issuer instance {issuer_id}")))?;
+    async fn solver_of(
+        &self,
+        issuer: &crate::model::PluginInstance,
+    ) -> Result<(crate::model::PluginInstance, String), PluginFailure> {
         let name = issuer.config["dns_solver"].as_str().ok_or_else(|| {
             PluginFailure::InvalidConfig(format!(
                 "config.dns_solver: issuer {} uses dns-01 but names no DNS-solver instance",
@@ -290,8 +290,9 @@ impl ChallengeBroker {
             .trim_start_matches("*.")
             .trim_end_matches('.')
             .to_ascii_lowercase();
-        let (solver, config) = self.solver_of(issuer_id).await?;
-        let fqdn = match self.cname_policy(issuer_id).await? {
+        let issuer = self.issuer(issuer_id).await?;
+        let (solver, config) = self.solver_of(&issuer).await?;
+        let fqdn = match Self::cname_policy(&issuer)? {
             CnamePolicy::None => format!("_acme-challenge.{name}"),
             CnamePolicy::Follow => self.follow_cname(&format!("_acme-challenge.{name}")).await?,
         };
@@ -536,7 +537,7 @@ impl ChallengeBroker {
         let value = crate::persist::record_value(&detail.issuer_domain_names[0], account_uri, wildcard);
         // The solver is only needed to publish, after approval; a record published by hand
         // needs none.
-        let solver_id = match self.solver_of(issuer_id).await {
+        let solver_id = match self.solver_of(&self.issuer(issuer_id).await?).await {
             Ok((solver, _)) => Some(solver.id),
             Err(_) => None,
         };

@@ -346,7 +346,15 @@ pub async fn deploy(target: &Target, material: &Material) -> DeployReport {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32, uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
+/// Writes `bytes` to `path`: a temp file beside it (mode, owner), fsync, rename, fsync of the
+/// directory.
+pub(crate) fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = PathBuf::from(format!("{}.certctl-tmp", path.display()));

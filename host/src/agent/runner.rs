@@ -204,21 +204,10 @@ fn private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot make {} private (0700)", dir.display()))
 }
 
-/// Writes `bytes` to `path` with mode 0600: temp file, fsync, rename.
+/// Writes `bytes` to `path` with mode 0600, atomically (as deployments write files).
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))
+    super::deploy::write_atomic(path, bytes, 0o600, None, None)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn info() -> Value {
