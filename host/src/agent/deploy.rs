@@ -1,7 +1,12 @@
 //! Deploying a certificate on the node: files written atomically (temp + fsync + rename, the
-//! previous content kept), a check command, a reload command, and a verification that the
-//! service now presents the new certificate. Anything failing after the files changed rolls
-//! every file back and reloads again. Unchanged files (same SHA-256) mean nothing to do.
+//! previous content kept in `<file>.certctl-prev`), a check command, a reload command, and a
+//! verification that the service now presents the new certificate. Anything failing after the
+//! files changed rolls every file back and reloads again.
+//!
+//! Idempotent: files with the same SHA-256 are not written (a loosened mode or owner is put
+//! back), and when a verification is configured and the service already presents the
+//! certificate, nothing runs. A journal written before the first change lets an agent killed in
+//! the middle finish the deployment after a restart (check, reload, verify) or roll it back.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -33,11 +38,17 @@ pub struct FileTarget {
     /// Octal permission bits; default 0644, 0600 for `key` and `combined`.
     #[serde(default)]
     pub mode: Option<u32>,
-    /// Numeric uid / gid (names differ between nodes; ids are what the files carry).
+    /// Numeric owner and group.
     #[serde(default)]
     pub uid: Option<u32>,
     #[serde(default)]
     pub gid: Option<u32>,
+    /// Owner and group by name, looked up in the node's `/etc/passwd` and `/etc/group` when
+    /// deploying (the same name may have another id on each node). Not with `uid` / `gid`.
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// What a file holds.
@@ -84,6 +95,25 @@ impl Target {
             let field = |k: &str| format!("files.{i}.{k}");
             if !f.path.starts_with('/') || f.path.contains("/../") || f.path.ends_with('/') {
                 return Err((field("path"), format!("{:?} is not an absolute file path", f.path)));
+            }
+            for (name, by_name, by_id) in [
+                ("owner", &f.owner, f.uid.is_some()),
+                ("group", &f.group, f.gid.is_some()),
+            ] {
+                if let Some(n) = by_name {
+                    if by_id {
+                        return Err((
+                            field(name),
+                            format!(
+                                "give {name} by name or by id ({}), not both",
+                                if name == "owner" { "uid" } else { "gid" }
+                            ),
+                        ));
+                    }
+                    if n.is_empty() || n.contains([':', '\n', '/']) {
+                        return Err((field(name), format!("{n:?} is not a user or group name")));
+                    }
+                }
             }
             if !seen.insert(f.path.clone()) {
                 return Err((field("path"), format!("{} is listed twice", f.path)));
@@ -199,6 +229,7 @@ fn cap(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
+#[derive(Default)]
 struct Record {
     steps: Vec<Step>,
 }
@@ -214,16 +245,55 @@ impl Record {
             }),
         });
     }
+
+    fn end(self, outcome: &str) -> DeployReport {
+        DeployReport {
+            outcome: outcome.into(),
+            steps: self.steps,
+        }
+    }
 }
 
+/// `<file>.certctl-prev`: the content a file had before the latest deployment that changed it.
 fn prev_path(path: &Path) -> PathBuf {
     PathBuf::from(format!("{}.certctl-prev", path.display()))
 }
 
-/// Deploys `material` to `target` (see the module docs).
-pub async fn deploy(target: &Target, material: &Material) -> DeployReport {
-    let mut rec = Record { steps: Vec::new() };
-    let rendered: Vec<(PathBuf, Vec<u8>, u32, &FileTarget)> = target
+/// Written before the first file changes and removed when the deployment ends: how every file
+/// was before. An agent restarted in the middle finds it, finishes the deployment (check,
+/// reload, verify, even when the files already hold the new content) and can still roll back.
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    before: Vec<Before>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Before {
+    path: PathBuf,
+    existed: bool,
+    /// SHA-256 (hex) of the content before; its copy is in `<file>.certctl-prev`.
+    sha256: String,
+}
+
+fn sha_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn file_sha(path: &Path) -> Option<String> {
+    std::fs::read(path).ok().map(|b| sha_hex(&b))
+}
+
+/// One file to write, with its owner resolved on this node.
+struct Planned {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+fn plan(target: &Target, material: &Material) -> Result<Vec<Planned>, String> {
+    target
         .files
         .iter()
         .map(|f| {
@@ -232,51 +302,216 @@ pub async fn deploy(target: &Target, material: &Material) -> DeployReport {
             } else {
                 0o644
             };
-            (
-                PathBuf::from(&f.path),
-                material.render(f.content).into_bytes(),
-                f.mode.unwrap_or(default),
-                f,
-            )
+            let uid = match (&f.owner, f.uid) {
+                (Some(name), _) => Some(lookup_id("/etc/passwd", name).map_err(|e| format!("{}: owner {e}", f.path))?),
+                (None, id) => id,
+            };
+            let gid = match (&f.group, f.gid) {
+                (Some(name), _) => Some(lookup_id("/etc/group", name).map_err(|e| format!("{}: group {e}", f.path))?),
+                (None, id) => id,
+            };
+            Ok(Planned {
+                path: PathBuf::from(&f.path),
+                bytes: material.render(f.content).into_bytes(),
+                mode: f.mode.unwrap_or(default),
+                uid,
+                gid,
+            })
         })
-        .collect();
-    let unchanged = rendered
-        .iter()
-        .all(|(path, bytes, _, _)| std::fs::read(path).is_ok_and(|old| Sha256::digest(&old) == Sha256::digest(bytes)));
-    if unchanged {
-        rec.push(
-            "compare",
-            Instant::now(),
-            &Ok("every file already has this content".into()),
-        );
-        return DeployReport {
-            outcome: "unchanged".into(),
-            steps: rec.steps,
+        .collect()
+}
+
+/// The id of `name` in `/etc/passwd` or `/etc/group` (`name:x:id:...`) on this node.
+fn lookup_id(file: &str, name: &str) -> Result<u32, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{name:?}: cannot read {file}: {e}"))?;
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let entry = fields.next()?;
+            let id = fields.nth(1)?;
+            (entry == name).then(|| id.parse::<u32>().ok())?
+        })
+        .next()
+        .ok_or_else(|| format!("{name:?}: not in {file} on this node"))
+}
+
+/// Sets mode and owner where they differ; the paths corrected.
+fn fix_metadata(planned: &[Planned]) -> Result<Vec<String>, String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut fixed = Vec::new();
+    for p in planned {
+        let meta = std::fs::metadata(&p.path).map_err(|e| format!("{}: {e}", p.path.display()))?;
+        let mut changed = false;
+        if meta.mode() & 0o7777 != p.mode {
+            std::fs::set_permissions(&p.path, std::fs::Permissions::from_mode(p.mode))
+                .map_err(|e| format!("{}: mode {:o}: {e}", p.path.display(), p.mode))?;
+            changed = true;
+        }
+        if p.uid.is_some_and(|u| u != meta.uid()) || p.gid.is_some_and(|g| g != meta.gid()) {
+            std::os::unix::fs::chown(&p.path, p.uid, p.gid).map_err(|e| format!("{}: owner: {e}", p.path.display()))?;
+            changed = true;
+        }
+        if changed {
+            fixed.push(p.path.display().to_string());
+        }
+    }
+    Ok(fixed)
+}
+
+/// Keeps each file's current content in `<file>.certctl-prev` (same mode and owner), then
+/// writes the journal. Nothing has changed yet when this fails.
+fn back_up(planned: &[Planned], journal: &Path) -> Result<Vec<Before>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut before = Vec::new();
+    for p in planned {
+        match std::fs::read(&p.path) {
+            Ok(bytes) => {
+                let meta = std::fs::metadata(&p.path).map_err(|e| format!("{}: {e}", p.path.display()))?;
+                let prev = prev_path(&p.path);
+                write_atomic(&prev, &bytes, meta.mode() & 0o777, Some(meta.uid()), Some(meta.gid()))
+                    .map_err(|e| format!("keeping the previous {} in {}: {e}", p.path.display(), prev.display()))?;
+                before.push(Before {
+                    path: p.path.clone(),
+                    existed: true,
+                    sha256: sha_hex(&bytes),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => before.push(Before {
+                path: p.path.clone(),
+                existed: false,
+                sha256: String::new(),
+            }),
+            Err(e) => return Err(format!("{}: {e}", p.path.display())),
+        }
+    }
+    let journal_entry = Journal { before };
+    let text = serde_json::to_vec(&journal_entry).map_err(|e| e.to_string())?;
+    write_atomic(journal, &text, 0o600, None, None).map_err(|e| format!("{}: {e}", journal.display()))?;
+    Ok(journal_entry.before)
+}
+
+/// Puts every file back as the journal says it was; `Err` lists what could not be restored.
+fn restore(before: &[Before]) -> Result<String, String> {
+    let mut problems = Vec::new();
+    for b in before {
+        let now = file_sha(&b.path);
+        let result = if !b.existed {
+            match std::fs::remove_file(&b.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            }
+        } else if now.as_deref() == Some(b.sha256.as_str()) {
+            Ok(())
+        } else if file_sha(&prev_path(&b.path)).as_deref() == Some(b.sha256.as_str()) {
+            std::fs::rename(prev_path(&b.path), &b.path).map_err(|e| e.to_string())
+        } else {
+            Err("its previous content is gone (the .certctl-prev copy differs)".into())
         };
+        if let Err(e) = result {
+            problems.push(format!("{}: {e}", b.path.display()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(format!("restored {} file(s)", before.len()))
+    } else {
+        Err(format!("could not restore: {}", problems.join("; ")))
+    }
+}
+
+/// Deploys `material` to `target` (see the module docs). `journal` is this deployment's
+/// journal file: present when an earlier run of the same deployment was interrupted.
+pub async fn deploy(target: &Target, material: &Material, journal: &Path) -> DeployReport {
+    let mut rec = Record::default();
+    let planned = match plan(target, material) {
+        Ok(p) => p,
+        Err(e) => {
+            rec.push("write", Instant::now(), &Err(e));
+            return rec.end("failed");
+        }
+    };
+    let resumed: Option<Vec<Before>> = std::fs::read(journal)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Journal>(&bytes).ok())
+        .map(|j| j.before);
+    let differs: Vec<bool> = planned
+        .iter()
+        .map(|p| file_sha(&p.path).as_deref() != Some(sha_hex(&p.bytes).as_str()))
+        .collect();
+
+    if resumed.is_none() && !differs.contains(&true) {
+        let started = Instant::now();
+        match fix_metadata(&planned) {
+            Err(e) => {
+                rec.push("permissions", started, &Err(e));
+                return rec.end("failed");
+            }
+            Ok(fixed) if !fixed.is_empty() => {
+                rec.push("permissions", started, &Ok(format!("corrected {}", fixed.join(", "))));
+            }
+            Ok(_) => {}
+        }
+        // Same files; but is the service using them? (A reload may have been missed.)
+        let started = Instant::now();
+        let served = match &target.verify {
+            None => Ok(()),
+            Some(v) => serves(v, &material.cert_pem).await,
+        };
+        match served {
+            Ok(()) => {
+                rec.push("compare", started, &Ok("every file already has this content".into()));
+                return rec.end("unchanged");
+            }
+            Err(why) => rec.push(
+                "compare",
+                started,
+                &Ok(format!("the files already have this content but {why}: reloading")),
+            ),
+        }
     }
 
-    // Write every file, keeping what was there (or noting it was absent).
     let started = Instant::now();
-    let mut existed = Vec::new();
-    let mut written = Vec::new();
-    let mut write_error = None;
-    for (path, bytes, mode, f) in &rendered {
-        let had = path.exists();
-        if had && let Err(e) = std::fs::copy(path, prev_path(path)) {
-            write_error = Some(format!("keeping the previous {}: {e}", path.display()));
-            break;
+    let before = match resumed {
+        Some(before) => {
+            rec.push(
+                "resume",
+                started,
+                &Ok("finishing a deployment an earlier run of the agent left unfinished".into()),
+            );
+            before
         }
-        existed.push((path.clone(), had));
-        if let Err(e) = write_atomic(path, bytes, *mode, f.uid, f.gid) {
-            write_error = Some(format!("{}: {e}", path.display()));
-            break;
-        }
-        written.push(path.display().to_string());
-    }
-    let write_result = match write_error {
-        None => Ok(format!("wrote {}", written.join(", "))),
-        Some(e) => Err(e),
+        None => match back_up(&planned, journal) {
+            Ok(before) => before,
+            Err(e) => {
+                rec.push("backup", started, &Err(e));
+                return rec.end("failed");
+            }
+        },
     };
+
+    let started = Instant::now();
+    let mut written = Vec::new();
+    let mut write_result = Ok(());
+    for (p, changed) in planned.iter().zip(&differs) {
+        let result = if *changed {
+            write_atomic(&p.path, &p.bytes, p.mode, p.uid, p.gid).map_err(|e| format!("{}: {e}", p.path.display()))
+        } else {
+            fix_metadata(std::slice::from_ref(p)).map(|_| ())
+        };
+        if let Err(e) = result {
+            write_result = Err(e);
+            break;
+        }
+        if *changed {
+            written.push(p.path.display().to_string());
+        }
+    }
+    let write_result = write_result.map(|()| {
+        if written.is_empty() {
+            "the files already had this content".to_string()
+        } else {
+            format!("wrote {}", written.join(", "))
+        }
+    });
     rec.push("write", started, &write_result);
     let mut failure = write_result.is_err();
 
@@ -299,33 +534,13 @@ pub async fn deploy(target: &Target, material: &Material) -> DeployReport {
         rec.push("verify", started, &result);
     }
     if !failure {
-        for (path, _) in &existed {
-            let _ = std::fs::remove_file(prev_path(path));
-        }
-        return DeployReport {
-            outcome: "deployed".into(),
-            steps: rec.steps,
-        };
+        let _ = std::fs::remove_file(journal);
+        return rec.end("deployed");
     }
 
     // Roll back: the previous files, or none where there was none, then reload again.
     let started = Instant::now();
-    let mut problems = Vec::new();
-    for (path, had) in &existed {
-        let result = if *had {
-            std::fs::rename(prev_path(path), path)
-        } else {
-            std::fs::remove_file(path)
-        };
-        if let Err(e) = result {
-            problems.push(format!("{}: {e}", path.display()));
-        }
-    }
-    let restored = if problems.is_empty() {
-        Ok(format!("restored {} file(s)", existed.len()))
-    } else {
-        Err(format!("could not restore: {}", problems.join("; ")))
-    };
+    let restored = restore(&before);
     let restore_failed = restored.is_err();
     rec.push("rollback", started, &restored);
     let mut reload_failed = false;
@@ -335,19 +550,17 @@ pub async fn deploy(target: &Target, material: &Material) -> DeployReport {
         reload_failed = result.is_err();
         rec.push("reload-previous", started, &result);
     }
-    DeployReport {
-        outcome: if restore_failed || reload_failed {
-            "failed"
-        } else {
-            "rolled_back"
-        }
-        .into(),
-        steps: rec.steps,
-    }
+    let _ = std::fs::remove_file(journal);
+    rec.end(if restore_failed || reload_failed {
+        "failed"
+    } else {
+        "rolled_back"
+    })
 }
 
-/// Writes `bytes` to `path`: a temp file beside it (mode, owner), fsync, rename, fsync of the
-/// directory.
+/// Writes `bytes` to `path`: a new temp file beside it (created exclusively, so a planted file
+/// or symlink is never written through; mode, owner), fsync, rename over `path` (which replaces
+/// a symlink rather than following it), fsync of the directory.
 pub(crate) fn write_atomic(
     path: &Path,
     bytes: &[u8],
@@ -357,50 +570,101 @@ pub(crate) fn write_atomic(
 ) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let tmp = PathBuf::from(format!("{}.certctl-tmp", path.display()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-    if uid.is_some() || gid.is_some() {
-        std::os::unix::fs::chown(&tmp, uid, gid)?;
+    let mut attempt = 0;
+    let (tmp, mut f) = loop {
+        let tmp = PathBuf::from(format!("{}.certctl-tmp-{:016x}", path.display(), rand::random::<u64>()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 3 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    let result = (|| {
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        if uid.is_some() || gid.is_some() {
+            std::os::unix::fs::chown(&tmp, uid, gid)?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)?;
+    result?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
 }
 
-/// Runs argv with a 60 s limit; Ok(output) on exit 0.
+/// Runs argv (no shell, stdin closed) with a 60 s limit; Ok(output) on exit 0. The output is
+/// what the command wrote until it exited (plus a moment): a background process it started
+/// that keeps the pipes open (a daemon) does not hold the deployment.
 async fn run(argv: &[String]) -> Result<String, String> {
+    use tokio::io::AsyncReadExt;
     let Some((program, args)) = argv.split_first() else {
         return Err("empty command".into());
     };
-    let child = tokio::process::Command::new(program)
+    let mut child = tokio::process::Command::new(program)
         .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(Duration::from_secs(60), child).await {
-        Err(_) => Err(format!("{program}: no exit after 60 s")),
-        Ok(Err(e)) => Err(format!("{program}: cannot run: {e}")),
-        Ok(Ok(out)) => {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            if out.status.success() {
-                Ok(text)
-            } else {
-                Err(format!("{program} exited with {}: {text}", out.status))
+        .spawn()
+        .map_err(|e| format!("{program}: cannot run: {e}"))?;
+    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let mut readers = tokio::task::JoinSet::new();
+    let pipes: [Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>; 2] = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    ];
+    for mut pipe in pipes.into_iter().flatten() {
+        let output = output.clone();
+        readers.spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut out) = output.lock()
+                    && out.len() < 65_536
+                {
+                    out.extend_from_slice(&buf[..n]);
+                }
             }
+        });
+    }
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
+    readers.abort_all();
+    let text = output
+        .lock()
+        .map(|out| String::from_utf8_lossy(&out).into_owned())
+        .unwrap_or_default();
+    match status {
+        Err(_) => {
+            let _ = child.kill().await;
+            Err(format!("{program}: no exit after 60 s (killed): {text}"))
         }
+        Ok(Err(e)) => Err(format!("{program}: {e}")),
+        Ok(Ok(status)) if status.success() => Ok(text),
+        Ok(Ok(status)) => Err(format!("{program} exited with {status}: {text}")),
     }
 }
 
@@ -471,27 +735,40 @@ async fn served_leaf(v: &Verify) -> Result<[u8; 32], String> {
     Ok(Sha256::digest(leaf.as_ref()).into())
 }
 
+/// SHA-256 of the leaf in `cert_pem`.
+fn leaf_digest(cert_pem: &str) -> Result<[u8; 32], String> {
+    use rustls::pki_types::pem::PemObject;
+    match rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()).next() {
+        Some(Ok(der)) => Ok(Sha256::digest(der.as_ref()).into()),
+        _ => Err("the new certificate is not PEM".into()),
+    }
+}
+
+/// One look at what `address` serves: `Err` says what is served instead, or why nothing was.
+async fn serves(v: &Verify, cert_pem: &str) -> Result<(), String> {
+    let want = leaf_digest(cert_pem)?;
+    // Bounded: a peer that accepts TCP but never finishes the handshake must not hang us.
+    let attempt = tokio::time::timeout(Duration::from_secs(5), served_leaf(v))
+        .await
+        .unwrap_or_else(|_| Err(format!("{}: no TLS handshake within 5 s", v.address)))?;
+    if attempt == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} serves another certificate (SHA-256 {})",
+            v.address,
+            hex::encode(attempt)
+        ))
+    }
+}
+
 /// Waits (up to the timeout) until `address` serves the new certificate.
 async fn verify(v: &Verify, cert_pem: &str) -> Result<String, String> {
-    use rustls::pki_types::pem::PemObject;
-    let want: [u8; 32] = match rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes()).next() {
-        Some(Ok(der)) => Sha256::digest(der.as_ref()).into(),
-        _ => return Err("the new certificate is not PEM".into()),
-    };
+    leaf_digest(cert_pem)?;
     let deadline = Instant::now() + Duration::from_secs(v.timeout_seconds.unwrap_or(10));
     loop {
-        // Each attempt is bounded: a peer that accepts TCP but never finishes the handshake
-        // must not hang the deployment.
-        let attempt = tokio::time::timeout(Duration::from_secs(5), served_leaf(v))
-            .await
-            .unwrap_or_else(|_| Err(format!("{}: no TLS handshake within 5 s", v.address)));
-        let last = match attempt {
-            Ok(got) if got == want => return Ok(format!("{} serves the new certificate", v.address)),
-            Ok(got) => format!(
-                "{} still serves another certificate (SHA-256 {})",
-                v.address,
-                hex::encode(got)
-            ),
+        let last = match serves(v, cert_pem).await {
+            Ok(()) => return Ok(format!("{} serves the new certificate", v.address)),
             Err(e) => e,
         };
         if Instant::now() >= deadline {
@@ -527,6 +804,8 @@ mod tests {
                     mode: None,
                     uid: None,
                     gid: None,
+                    owner: None,
+                    group: None,
                 },
                 FileTarget {
                     path: dir.join("site.key").display().to_string(),
@@ -534,12 +813,18 @@ mod tests {
                     mode: None,
                     uid: None,
                     gid: None,
+                    owner: None,
+                    group: None,
                 },
             ],
             check_command: check,
             reload_command: reload,
             verify: None,
         }
+    }
+
+    fn journal(dir: &Path) -> PathBuf {
+        dir.join("job.journal")
     }
 
     fn sh(script: &str) -> Option<Vec<String>> {
@@ -553,7 +838,7 @@ mod tests {
         let counter = dir.path().join("reloads");
         let t = target(dir.path(), sh(&format!("echo x >> {}", counter.display())), None);
         let m = material("a.example.test");
-        let report = deploy(&t, &m).await;
+        let report = deploy(&t, &m, &journal(dir.path())).await;
         assert_eq!(report.outcome, "deployed", "{report:?}");
         assert_eq!(report.error(), None);
         let pem = std::fs::read_to_string(dir.path().join("site.pem")).expect("written");
@@ -568,7 +853,7 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o644);
-        let again = deploy(&t, &m).await;
+        let again = deploy(&t, &m, &journal(dir.path())).await;
         assert_eq!(again.outcome, "unchanged");
         assert_eq!(
             std::fs::read_to_string(&counter).expect("count").lines().count(),
@@ -582,7 +867,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let old = material("old.example.test");
         let ok = target(dir.path(), sh("true"), None);
-        assert_eq!(deploy(&ok, &old).await.outcome, "deployed");
+        assert_eq!(deploy(&ok, &old, &journal(dir.path())).await.outcome, "deployed");
         let before = std::fs::read(dir.path().join("site.pem")).expect("old");
         let new = material("new.example.test");
         // A reload that fails once (the new files), then works (the restored ones).
@@ -596,7 +881,7 @@ mod tests {
             (None, once, "reload"),
         ] {
             let t = target(dir.path(), reload, check);
-            let report = deploy(&t, &new).await;
+            let report = deploy(&t, &new, &journal(dir.path())).await;
             assert_eq!(report.outcome, "rolled_back", "{report:?}");
             let error = report.error().expect("an error");
             assert!(error.starts_with(step), "{error}");
@@ -611,11 +896,142 @@ mod tests {
             mode: None,
             uid: None,
             gid: None,
+            owner: None,
+            group: None,
         });
-        let report = deploy(&t, &new).await;
+        let report = deploy(&t, &new, &journal(dir.path())).await;
         assert_eq!(report.outcome, "failed", "{report:?}");
         assert!(!dir.path().join("extra.pem").exists());
         assert_eq!(std::fs::read(dir.path().join("site.pem")).expect("restored"), before);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_deployment_is_finished_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let counter = dir.path().join("reloads");
+        let t = target(dir.path(), sh(&format!("echo x >> {}", counter.display())), None);
+        let old = material("old.example.test");
+        assert_eq!(deploy(&t, &old, &journal(dir.path())).await.outcome, "deployed");
+        let before = std::fs::read(dir.path().join("site.pem")).expect("old");
+        // The agent died after backing up and writing the new files, before the reload: the
+        // journal is there and the files already hold the new content.
+        let new = material("new.example.test");
+        let planned = plan(&t, &new).expect("plan");
+        back_up(&planned, &journal(dir.path())).expect("backup");
+        for p in &planned {
+            write_atomic(&p.path, &p.bytes, p.mode, None, None).expect("write");
+        }
+        let report = deploy(&t, &new, &journal(dir.path())).await;
+        assert_eq!(report.outcome, "deployed", "{report:?}");
+        assert!(report.steps.iter().any(|s| s.step == "resume"), "{report:?}");
+        assert_eq!(
+            std::fs::read_to_string(&counter).expect("count").lines().count(),
+            2,
+            "the missed reload ran"
+        );
+        assert!(!journal(dir.path()).exists(), "the journal ends with the deployment");
+        // The previous version stays beside the file.
+        assert_eq!(
+            std::fs::read(dir.path().join("site.pem.certctl-prev")).expect("prev"),
+            before
+        );
+
+        // Interrupted again, and this time the reload fails: the rollback still knows the
+        // content from before the interrupted run.
+        let newer = material("newer.example.test");
+        let planned = plan(&t, &newer).expect("plan");
+        let current = std::fs::read(dir.path().join("site.pem")).expect("current");
+        back_up(&planned, &journal(dir.path())).expect("backup");
+        for p in &planned {
+            write_atomic(&p.path, &p.bytes, p.mode, None, None).expect("write");
+        }
+        let failing = target(dir.path(), sh("exit 1"), None);
+        let report = deploy(&failing, &newer, &journal(dir.path())).await;
+        assert_eq!(
+            report.outcome, "failed",
+            "the reload of the restored files fails too: {report:?}"
+        );
+        assert_eq!(std::fs::read(dir.path().join("site.pem")).expect("restored"), current);
+    }
+
+    #[tokio::test]
+    async fn unchanged_files_get_their_mode_back_and_prev_symlinks_are_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let t = target(dir.path(), None, None);
+        let m = material("a.example.test");
+        assert_eq!(deploy(&t, &m, &journal(dir.path())).await.outcome, "deployed");
+        let key = dir.path().join("site.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let report = deploy(&t, &m, &journal(dir.path())).await;
+        assert_eq!(report.outcome, "unchanged", "{report:?}");
+        assert!(
+            report
+                .steps
+                .iter()
+                .any(|s| s.step == "permissions" && s.detail.contains("site.key"))
+        );
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key is private again");
+
+        // A symlink planted where the previous copy goes is replaced, not written through.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").expect("victim");
+        let prev = dir.path().join("site.key.certctl-prev");
+        std::fs::remove_file(&prev).ok();
+        std::os::unix::fs::symlink(&victim, &prev).expect("symlink");
+        let report = deploy(&t, &material("b.example.test"), &journal(dir.path())).await;
+        assert_eq!(report.outcome, "deployed", "{report:?}");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep me");
+        assert!(!std::fs::symlink_metadata(&prev).expect("prev").file_type().is_symlink());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("certctl-tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "no temp files left: {leftovers:?}");
+    }
+
+    #[tokio::test]
+    async fn owners_by_name_come_from_the_node() {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(lookup_id("/etc/passwd", "root"), Ok(0));
+        assert_eq!(lookup_id("/etc/group", "root"), Ok(0));
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut t = target(dir.path(), None, None);
+        t.files[0].owner = Some("root".into());
+        t.files[0].group = Some("root".into());
+        let me = std::fs::metadata(dir.path()).expect("dir");
+        if me.uid() == 0 {
+            let report = deploy(&t, &material("a.example.test"), &journal(dir.path())).await;
+            assert_eq!(report.outcome, "deployed", "{report:?}");
+        }
+        t.files[1].owner = Some("no-such-user-here".into());
+        let report = deploy(&t, &material("c.example.test"), &journal(dir.path())).await;
+        assert_eq!(report.outcome, "failed");
+        let error = report.error().expect("error");
+        assert!(
+            error.contains("no-such-user-here") && error.contains("/etc/passwd"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_leaving_a_background_process_does_not_hold_the_deployment() {
+        // `sleep` keeps the pipes open long after the command exits (a daemon would forever).
+        let result = tokio::time::timeout(
+            Duration::from_secs(15),
+            run(&["sh".into(), "-c".into(), "echo started; sleep 30 & exit 0".into()]),
+        )
+        .await
+        .expect("returns once the command exits");
+        assert_eq!(result.as_deref().map(str::trim), Ok("started"));
+        let failed = run(&["sh".into(), "-c".into(), "echo bad config >&2; exit 3".into()]).await;
+        let error = failed.expect_err("exit 3");
+        assert!(
+            error.contains("bad config") && error.contains("exit status: 3"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -633,6 +1049,10 @@ mod tests {
         assert_eq!(
             bad(serde_json::json!({"files": [{"path": "/a", "content": "everything"}]})),
             "files[0].content"
+        );
+        assert_eq!(
+            bad(serde_json::json!({"files": [{"path": "/a", "content": "cert", "owner": "www", "uid": 33}]})),
+            "files.0.owner"
         );
         assert_eq!(
             bad(serde_json::json!({"files": [{"path": "/a", "content": "cert"}], "reload_command": []})),

@@ -1,4 +1,4 @@
-//! `certctl-agent`'s runtime: configuration from the environment (the original's names), its
+//! `certctl-agent`'s runtime: configuration from flags and the environment (the original's names), its
 //! identity (registered once, kept in the state directory), and the loops — heartbeat, work
 //! (local keys, CSRs, deployments) and discovery — each with jitter, backing off on failure.
 //! The server never connects to the agent; a 410 means the agent was retired and it exits 0.
@@ -20,6 +20,9 @@ pub struct AgentConfig {
     /// `CERTCTL_AGENT_BOOTSTRAP_TOKEN` or `CERTCTL_API_KEY` (an agent-role key): used once, to
     /// register when the state directory holds no identity yet.
     pub registration_token: Option<String>,
+    /// `CERTCTL_AGENT_ID` with `CERTCTL_API_KEY` holding that agent's own credential (`cca_…`,
+    /// from an administrator's `POST /api/v1/agents`): used as is, without registering.
+    pub fixed_identity: Option<(String, String)>,
     /// `CERTCTL_AGENT_NAME`, default the node's hostname (every DaemonSet pod is its own agent).
     pub name: String,
     /// `CERTCTL_KEY_DIR` (created 0700): private keys, one directory per certificate.
@@ -40,22 +43,38 @@ pub struct AgentConfig {
     pub discovery: Duration,
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// Where settings come from: command-line flags first, then the environment.
+struct Sources<'a> {
+    flags: &'a std::collections::BTreeMap<String, String>,
 }
 
-fn seconds(name: &str, default: u64) -> Result<Duration, String> {
-    match env(name) {
-        None => Ok(Duration::from_secs(default)),
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(s) if (1..=604_800).contains(&s) => Ok(Duration::from_secs(s)),
-            _ => Err(format!("{name}={v:?}: expected whole seconds from 1 to 604800")),
-        },
+impl Sources<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.flags
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    fn seconds(&self, name: &str, default: u64) -> Result<Duration, String> {
+        match self.get(name) {
+            None => Ok(Duration::from_secs(default)),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(s) if (1..=604_800).contains(&s) => Ok(Duration::from_secs(s)),
+                _ => Err(format!("{name}={v:?}: expected whole seconds from 1 to 604800")),
+            },
+        }
     }
 }
 
 impl AgentConfig {
-    pub fn from_env() -> Result<AgentConfig, String> {
+    /// From `flags` (variable name → value, set by the binary's command-line flags), then the
+    /// environment. Errors name the variable (each flag stands for one).
+    pub fn from_sources(flags: &std::collections::BTreeMap<String, String>) -> Result<AgentConfig, String> {
+        let sources = Sources { flags };
+        let env = |name: &str| sources.get(name);
+        let seconds = |name: &str, default: u64| sources.seconds(name, default);
         let server_url = env("CERTCTL_SERVER_URL").ok_or("CERTCTL_SERVER_URL is not set: the server's https:// URL")?;
         if !server_url.starts_with("https://") {
             return Err(format!("CERTCTL_SERVER_URL={server_url:?}: must be an https:// URL"));
@@ -85,7 +104,29 @@ impl AgentConfig {
                 ));
             }
         };
+        let fixed_identity = match env("CERTCTL_AGENT_ID") {
+            None => None,
+            Some(id) => {
+                if !safe_component(&id) {
+                    return Err(format!(
+                        "CERTCTL_AGENT_ID={id:?}: not an agent id (letters, digits and '-')"
+                    ));
+                }
+                match env("CERTCTL_API_KEY") {
+                    Some(key) if key.starts_with(crate::auth::AGENT_CREDENTIAL_PREFIX) => Some((id, key)),
+                    _ => {
+                        return Err(format!(
+                            "CERTCTL_AGENT_ID={id} needs CERTCTL_API_KEY set to that agent's own credential \
+                             ({}…, returned when the agent was registered); or unset CERTCTL_AGENT_ID and \
+                             let the agent register itself with CERTCTL_AGENT_BOOTSTRAP_TOKEN",
+                            crate::auth::AGENT_CREDENTIAL_PREFIX
+                        ));
+                    }
+                }
+            }
+        };
         Ok(AgentConfig {
+            fixed_identity,
             server_url: server_url.trim_end_matches('/').to_string(),
             registration_token: env("CERTCTL_AGENT_BOOTSTRAP_TOKEN").or_else(|| env("CERTCTL_API_KEY")),
             name,
@@ -238,6 +279,13 @@ fn local_ips() -> Vec<String> {
 
 /// The identity kept in the state directory, or a new registration.
 async fn identity(config: &AgentConfig, http: &reqwest::Client) -> anyhow::Result<Identity> {
+    if let Some((id, credential)) = &config.fixed_identity {
+        return Ok(Identity {
+            id: id.clone(),
+            name: config.name.clone(),
+            credential: credential.clone(),
+        });
+    }
     let path = config.state_dir.join("agent.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let id: Identity = serde_json::from_str(&text).with_context(|| {
@@ -475,10 +523,11 @@ fn key_for(config: &AgentConfig, cert: &str, leaf_spki: &[u8]) -> anyhow::Result
 /// Deploys one work item; the report the server keeps on the job.
 async fn deploy_one(config: &AgentConfig, item: &Value) -> Value {
     let cert = item["certificate_id"].as_str().unwrap_or_default();
+    let job = item["job_id"].as_str().unwrap_or_default();
     let chain = item["chain_pem"].as_str().unwrap_or_default();
     let prepared = (|| -> anyhow::Result<(crate::agent::deploy::Target, crate::agent::deploy::Material)> {
-        if !safe_component(cert) {
-            return Err(anyhow!("malformed certificate id {cert:?}"));
+        if !safe_component(cert) || !safe_component(job) {
+            return Err(anyhow!("malformed work item: certificate {cert:?}, job {job:?}"));
         }
         let target: crate::agent::deploy::Target =
             serde_json::from_value(item["target"].clone()).context("the deployment target does not parse")?;
@@ -501,7 +550,12 @@ async fn deploy_one(config: &AgentConfig, item: &Value) -> Value {
     match prepared {
         Err(e) => json!({"error": format!("{e:#}"), "report": {}}),
         Ok((target, material)) => {
-            let report = crate::agent::deploy::deploy(&target, &material).await;
+            let journals = config.state_dir.join("deployments");
+            if let Err(e) = private_dir(&journals) {
+                return json!({"error": format!("{e:#}"), "report": {}});
+            }
+            let journal = journals.join(format!("{job}.json"));
+            let report = crate::agent::deploy::deploy(&target, &material, &journal).await;
             let value = serde_json::to_value(&report).unwrap_or(Value::Null);
             match report.error() {
                 Some(e) => json!({"error": e, "report": value}),

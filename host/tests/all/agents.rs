@@ -403,10 +403,11 @@ fn served_serial(port: u16) -> String {
 /// `certctl-agent` process registering with the bootstrap token, a certificate declared for it
 /// with an nginx target. The agent makes the key, sends the CSR, deploys, reloads nginx and
 /// verifies; `openssl s_client` sees the new serial; a renewal is served too; a broken target
-/// (key mismatch) is rolled back, nginx keeps the old certificate and the job shows why;
-/// retiring the agent makes it exit 0.
+/// (key mismatch) is rolled back, nginx keeps the old certificate and the job shows why; an
+/// agent killed in the middle of a deployment finishes it after a restart; what it discovers is
+/// listed by the server; retiring the agent makes it exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_deploys_to_nginx_renews_and_rolls_back() {
+async fn the_agent_deploys_to_nginx_renews_rolls_back_and_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     // nginx on loopback, first with a placeholder certificate.
@@ -539,22 +540,33 @@ async fn the_agent_deploys_to_nginx_renews_and_rolls_back() {
     // The agent: registers itself with the bootstrap token.
     let keys = d.join("agent-keys");
     let agent_log = d.join("agent.log");
-    let mut agent = KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_certctl-agent"))
-            .env_clear()
+    let spawn_agent = |extra: &[(&str, String)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_certctl-agent"));
+        cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("CERTCTL_SERVER_URL", &url)
             .env("CERTCTL_SERVER_CA_BUNDLE_PATH", &ca)
-            .env("CERTCTL_AGENT_BOOTSTRAP_TOKEN", AGENT_BOOTSTRAP_TOKEN)
             .env("CERTCTL_AGENT_NAME", "web-1")
             .env("CERTCTL_KEY_DIR", &keys)
             .env("CERTCTL_AGENT_POLL_SECONDS", "1")
-            .env("CERTCTL_AGENT_HEARTBEAT_SECONDS", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&agent_log).expect("log"))
-            .spawn()
-            .expect("certctl-agent"),
-    );
+            .env("CERTCTL_AGENT_HEARTBEAT_SECONDS", "1");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        KillOnDrop(
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&agent_log)
+                        .expect("log"),
+                )
+                .spawn()
+                .expect("certctl-agent"),
+        )
+    };
+    let mut agent = spawn_agent(&[("CERTCTL_AGENT_BOOTSTRAP_TOKEN", AGENT_BOOTSTRAP_TOKEN.to_string())]);
     let agent_log_text = || std::fs::read_to_string(&agent_log).unwrap_or_default();
     let mut agent_id = None;
     for _ in 0..300 {
@@ -694,12 +706,118 @@ async fn the_agent_deploys_to_nginx_renews_and_rolls_back() {
         "the new file was removed in the rollback"
     );
 
+    // The agent dies in the middle of a deployment: the files are written and the check is
+    // running (it waits for a file the test creates). nginx has not been reloaded.
+    let check_started = d.join("check-started");
+    let check_release = d.join("check-release");
+    let mut blocking = target("site.key");
+    let mut check = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        format!(
+            "touch {s}; while [ ! -e {r} ]; do sleep 0.1; done; exec \"$@\"",
+            s = check_started.display(),
+            r = check_release.display()
+        ),
+        "check".to_string(),
+    ];
+    check.extend(nginx_args(&["-t", "-q"]));
+    blocking["check_command"] = json!(check);
+    let (status, body) = call(
+        reqwest::Method::PATCH,
+        format!("/api/v1/certificates/{id}"),
+        Some(json!({"deploy": blocking})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = call(reqwest::Method::POST, format!("/api/v1/certificates/{id}/renew"), None).await;
+    assert_eq!(status, 202);
+    for _ in 0..600 {
+        if check_started.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(check_started.exists(), "the deployment began:\n{}", agent_log_text());
+    agent.0.kill().expect("kill the agent");
+    agent.0.wait().expect("reap");
+    std::fs::write(&check_release, "").expect("release the orphaned check");
+    assert_ne!(
+        std::fs::read_to_string(ng.join("tls/site.pem")).expect("site.pem"),
+        std::fs::read_to_string(ng.join("tls/site.pem.certctl-prev")).expect("prev"),
+        "the new files were written before the agent died"
+    );
+    assert_eq!(served_serial(nginx_port), serial2, "not reloaded yet");
+
+    // Restarted, this time configured as the original's agents are: CERTCTL_AGENT_ID and the
+    // agent's own credential in CERTCTL_API_KEY, and a discovery directory. It finishes the
+    // deployment (the files are already in place, so only its journal says a reload is due).
+    let identity: Value =
+        serde_json::from_slice(&std::fs::read(keys.join("agent.json")).expect("agent.json")).expect("identity");
+    assert_eq!(identity["id"], agent_id.as_str());
+    let mut agent = spawn_agent(&[
+        ("CERTCTL_AGENT_ID", agent_id.clone()),
+        (
+            "CERTCTL_API_KEY",
+            identity["credential"].as_str().expect("credential").to_string(),
+        ),
+        ("CERTCTL_DISCOVERY_DIRS", ng.join("tls").display().to_string()),
+    ]);
+    let fourth = deployment(3).await;
+    assert_eq!(fourth["state"], "completed", "{fourth}\n{}", agent_log_text());
+    assert!(
+        fourth.to_string().contains("\"resume\""),
+        "the report shows the resumed deployment: {fourth}"
+    );
+    let (_, versions) = call(
+        reqwest::Method::GET,
+        format!("/api/v1/certificates/{id}/versions"),
+        None,
+    )
+    .await;
+    let serial4 = versions[0]["serial"].as_str().expect("serial").to_string();
+    assert_ne!(serial4, serial2);
+    assert_eq!(
+        settled_serial(nginx_port, &serial4).await,
+        serial4,
+        "nginx serves the certificate of the interrupted deployment"
+    );
+
+    // Discovery through the agent: what it found in nginx's directory is listed by the server
+    // (the certificate it deployed, and the one before it kept beside it).
+    let mut discovered = Vec::new();
+    for _ in 0..300 {
+        let (_, body) = call(reqwest::Method::GET, "/api/v1/discoveries".into(), None).await;
+        discovered = body
+            .as_array()
+            .or_else(|| body["items"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        if discovered.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let by_path = |file: &str| {
+        let path = ng.join("tls").join(file).display().to_string();
+        discovered
+            .iter()
+            .find(|f| f["path"] == path.as_str() && f["index_in_file"] == 0)
+            .cloned()
+            .unwrap_or_else(|| panic!("{path} not discovered: {discovered:?}\n{}", agent_log_text()))
+    };
+    let served = by_path("site.pem");
+    assert_eq!(served["serial"], serial4.as_str());
+    assert_eq!(served["agent_name"], "web-1");
+    assert_eq!(served["sans"], json!(["web.example.test"]));
+    assert_eq!(by_path("site.pem.certctl-prev")["serial"], serial2.as_str());
+
     // The agent's keys stayed on the node, 0600.
     let key_files: Vec<_> = walk_files(&keys)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "key"))
         .collect();
-    assert!(key_files.len() >= 3, "one key per issuance: {key_files:?}");
+    assert!(key_files.len() >= 4, "one key per issuance: {key_files:?}");
     for k in &key_files {
         let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(k).expect("key").permissions()) & 0o777;
         assert_eq!(mode, 0o600, "{}", k.display());
@@ -735,4 +853,75 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// `certctl-agent` refuses bad settings before doing anything, naming the variable and the fix;
+/// a flag stands for its variable.
+#[test]
+fn the_agent_names_bad_settings() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = dir.path().join("keys").display().to_string();
+    let agent = |env: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_certctl-agent"));
+        cmd.env_clear().env("CERTCTL_KEY_DIR", &keys).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("certctl-agent");
+        assert!(!out.status.success(), "{env:?} {args:?} must be refused");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let https = ("CERTCTL_SERVER_URL", "https://127.0.0.1:9");
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec![], vec![], "CERTCTL_SERVER_URL is not set"),
+        (
+            vec![("CERTCTL_SERVER_URL", "http://certctl:8443")],
+            vec![],
+            "must be an https:// URL",
+        ),
+        (
+            vec![],
+            vec!["--server-url", "ftp://x"],
+            "CERTCTL_SERVER_URL=\"ftp://x\"",
+        ),
+        (
+            vec![https, ("CERTCTL_AGENT_NAME", "web 1")],
+            vec![],
+            "CERTCTL_AGENT_NAME=\"web 1\"",
+        ),
+        (
+            vec![
+                https,
+                ("CERTCTL_AGENT_ID", "a-1"),
+                ("CERTCTL_API_KEY", "cck_not_an_agent_credential"),
+            ],
+            vec![],
+            "CERTCTL_AGENT_ID=a-1 needs CERTCTL_API_KEY set to that agent's own credential",
+        ),
+        (
+            vec![https, ("CERTCTL_AGENT_POLL_SECONDS", "0")],
+            vec![],
+            "CERTCTL_AGENT_POLL_SECONDS=\"0\"",
+        ),
+        (
+            vec![https, ("CERTCTL_SERVER_TLS_INSECURE_SKIP_VERIFY", "yes")],
+            vec![],
+            "expected true or false",
+        ),
+        (
+            vec![https, ("CERTCTL_LOG_FORMAT", "xml")],
+            vec![],
+            "CERTCTL_LOG_FORMAT=\"xml\"",
+        ),
+        (
+            vec![https, ("CERTCTL_AGENT_NAME", "web-1")],
+            vec![],
+            "nothing to register with: set CERTCTL_AGENT_BOOTSTRAP_TOKEN",
+        ),
+    ];
+    for (env, args, expected) in cases {
+        let stderr = agent(&env, &args);
+        assert!(stderr.contains(expected), "{env:?} {args:?}: {stderr}");
+    }
 }
