@@ -39,6 +39,7 @@ pub const SERVER_VARS: &[&str] = &[
     "CERTCTL_MAX_BODY_BYTES",
     "CERTCTL_PLUGIN_DIRS",
     "CERTCTL_PLUGIN_GRANTS",
+    "CERTCTL_INSTANCES_FILE",
     "CERTCTL_PLUGIN_POOLING",
     "CERTCTL_PLUGIN_CA_BUNDLE",
     "CERTCTL_PLUGIN_MEMORY_MB",
@@ -161,6 +162,8 @@ pub struct Config {
     /// Plugin directories; `None` means the built-in directory next to the binary, if any.
     pub plugin_dirs: Option<Vec<PathBuf>>,
     pub plugin_grants: Option<PathBuf>,
+    /// Plugin instances declared in a JSON file (`crate::declared`).
+    pub instances_file: Option<PathBuf>,
     pub plugin_pooling: crate::plugins::Pooling,
     pub plugin_ca_bundle: Option<PathBuf>,
     pub plugin_memory_mb: usize,
@@ -275,6 +278,7 @@ struct FileValues {
     max_body_bytes: Option<usize>,
     plugin_dirs: Option<String>,
     plugin_grants: Option<PathBuf>,
+    instances_file: Option<PathBuf>,
     plugin_pooling: Option<String>,
     plugin_ca_bundle: Option<PathBuf>,
     plugin_memory_mb: Option<usize>,
@@ -614,6 +618,11 @@ impl Config {
             "a path to a TOML grants file",
             non_empty_path,
         )?;
+        let instances_file = parse_with(
+            r.raw(None, "CERTCTL_INSTANCES_FILE", path_str(file.instances_file)),
+            "a path to a JSON file of plugin instances",
+            non_empty_path,
+        )?;
         let plugin_pooling = parse_with(
             r.raw(None, "CERTCTL_PLUGIN_POOLING", file.plugin_pooling),
             "auto, on or off",
@@ -871,6 +880,7 @@ impl Config {
             max_body_bytes,
             plugin_dirs,
             plugin_grants,
+            instances_file,
             plugin_pooling,
             plugin_ca_bundle,
             plugin_memory_mb,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod challenge;
 pub mod cli;
 pub mod config;
+pub mod declared;
 pub mod dns;
 pub mod keystore;
 pub mod lifecycle;

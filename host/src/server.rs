@@ -240,6 +240,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let plugins = start_plugins(&config, &store, metrics.clone()).await?;
     let watcher = plugins.clone().watch(Duration::from_secs(5));
+    let declared = match &config.instances_file {
+        Some(path) => {
+            Some(crate::declared::start(store.clone(), plugins.clone(), path.clone(), Duration::from_secs(5)).await?)
+        }
+        None => None,
+    };
     let keystore = plugins
         .services()
         .map(|s| s.keystore.clone())
@@ -256,6 +262,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracing::warn!("CERTCTL_SCHEDULER_ENABLED=false: no renewals, alerts or jobs run on this server");
         Vec::new()
     };
+    scheduler.extend(declared);
     if let Some(broker) = plugins.services().and_then(|s| s.challenges.clone())
         && let Some(address) = broker.http01_address()
     {

@@ -1,9 +1,9 @@
 //! Plugin instances: `/api/v1/issuers`, `/api/v1/dns-solvers`, `/api/v1/notifiers`.
 //!
-//! One set of handlers serves the three kinds; the kind comes from the matched path. DNS
-//! solvers and notifiers must name a loaded plugin of their kind; their configuration is
-//! checked against the plugin's manifest and then by the plugin itself (`validate-config`).
-//! Issuer instances are records until issuer plugins exist (the certificate lifecycle issue).
+//! One set of handlers serves the three kinds; the kind comes from the matched path. An
+//! instance must name a loaded plugin of its kind; its configuration is checked against the
+//! plugin's manifest and then by the plugin itself (`validate-config`). The same check serves
+//! instances declared in `CERTCTL_INSTANCES_FILE` (`crate::declared`).
 
 use axum::Json;
 use axum::Router;
@@ -20,6 +20,7 @@ use super::extract::{ApiJson, ApiQuery, Caller};
 use super::{AppState, PageParams, validate};
 use crate::auth::Permission;
 use crate::model::{InstanceKind, Page, PluginInstance};
+use crate::plugins::registry::Registry;
 use crate::plugins::{CallError, CallOutcome, PluginFailure, v0_1};
 use crate::secrets;
 use crate::store::AuditEntry;
@@ -100,7 +101,7 @@ fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
 }
 
-fn check_plugin_name(plugin: &str) -> Result<(), ApiError> {
+pub(crate) fn check_plugin_name(plugin: &str) -> Result<(), ApiError> {
     if crate::plugins::manifest::is_plugin_name(plugin) {
         Ok(())
     } else {
@@ -118,12 +119,17 @@ fn call_failed(plugin: &str, e: &CallError) -> ApiError {
 
 /// Checks a configuration: object, manifest keys and types, secret references that resolve,
 /// then the plugin's own `validate-config`.
-async fn check_config(state: &AppState, kind: InstanceKind, plugin: &str, config: &serde_json::Value) -> ApiResult<()> {
+pub(crate) async fn check_config(
+    plugins: &Registry,
+    kind: InstanceKind,
+    plugin: &str,
+    config: &serde_json::Value,
+) -> ApiResult<()> {
     if !config.is_object() {
         return Err(ApiError::invalid("config", "must be a JSON object"));
     }
-    let Some(manifest) = state.plugins.manifest(plugin).filter(|m| m.kind == kind) else {
-        let (loaded, _) = state.plugins.list();
+    let Some(manifest) = plugins.manifest(plugin).filter(|m| m.kind == kind) else {
+        let (loaded, _) = plugins.list();
         let names: Vec<String> = loaded.into_iter().filter(|p| p.kind == kind).map(|p| p.name).collect();
         return Err(ApiError::invalid(
             "plugin",
@@ -142,7 +148,7 @@ async fn check_config(state: &AppState, kind: InstanceKind, plugin: &str, config
         .map_err(|(field, message)| ApiError::invalid(&field, message))?;
     let resolved =
         secrets::resolve(&manifest, config).map_err(|(field, message)| ApiError::invalid(&field, message))?;
-    let outcome = state.plugins.validate_config(plugin, kind, &resolved).await;
+    let outcome = plugins.validate_config(plugin, kind, &resolved).await;
     match outcome.result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(PluginFailure::InvalidConfig(message))) => {
@@ -173,7 +179,7 @@ pub async fn create(
     caller.require(kind.write())?;
     validate::resource_name("name", &body.name)?;
     check_plugin_name(&body.plugin)?;
-    check_config(&state, kind.0, &body.plugin, &body.config).await?;
+    check_config(&state.plugins, kind.0, &body.plugin, &body.config).await?;
     let audit = AuditEntry::new(
         &caller.principal.name,
         &format!("{}.create", kind.0),
@@ -239,7 +245,7 @@ pub async fn update(
     }
     let current = load(&state, kind.0, &id).await?;
     if let Some(config) = &body.config {
-        check_config(&state, kind.0, &current.plugin, config).await?;
+        check_config(&state.plugins, kind.0, &current.plugin, config).await?;
     }
     let audit = AuditEntry::new(
         &caller.principal.name,

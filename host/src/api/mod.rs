@@ -6,7 +6,7 @@ mod audit;
 mod certificates;
 pub mod error;
 pub mod extract;
-mod instances;
+pub(crate) mod instances;
 mod issuance;
 mod jobs;
 mod keys;
@@ -15,7 +15,7 @@ pub mod openapi;
 pub mod persist;
 mod plugins;
 mod system;
-mod validate;
+pub(crate) mod validate;
 
 use std::sync::Arc;
 use std::time::Instant;

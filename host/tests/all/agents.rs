@@ -341,7 +341,7 @@ crate::on_both_backends!(
     discoveries_are_reported_and_triaged,
 );
 
-struct KillOnDrop(std::process::Child);
+pub struct KillOnDrop(pub std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {

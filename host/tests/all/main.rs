@@ -2,11 +2,12 @@
 //! PostgreSQL tests need CERTCTL_TEST_POSTGRES_URL, which scripts/test.sh sets.
 
 mod acme;
-mod agents;
+pub mod agents;
 mod api;
 pub mod challenges;
 mod common;
 mod conformance;
+mod declared;
 mod keystore;
 pub mod lifecycle;
 mod local_ca;
@@ -14,5 +15,5 @@ mod notifiers;
 mod plugins;
 mod renewal_info;
 pub mod sandbox;
-mod server;
+pub mod server;
 mod store;

@@ -23,7 +23,7 @@ fn config_in(dir: &Path, extra: &[(&str, &str)]) -> Config {
     config
 }
 
-fn client(ca: &Path) -> reqwest::Client {
+pub fn client(ca: &Path) -> reqwest::Client {
     let pem = std::fs::read(ca).expect("ca");
     reqwest::Client::builder()
         .use_rustls_tls()
@@ -266,7 +266,7 @@ fn bad_environment_values_stop_the_binary_with_the_variable_named() {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
