@@ -51,6 +51,12 @@ pub enum Command {
     /// Jobs (issuance, renewal, revocation, notifications).
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Agents: their heartbeats, and retiring one.
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Certificates agents found on their nodes: list, claim (adopt) or dismiss.
+    #[command(subcommand)]
+    Discoveries(DiscoveriesCommand),
     /// Work with plugin files locally (no server needed).
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -257,6 +263,34 @@ pub enum DnsPersistCommand {
     },
     /// Approve a record: the server publishes it once through the issuer's DNS solver.
     Approve { id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentsCommand {
+    /// Every agent with its last heartbeat and whether it is online (a heartbeat within 5 min).
+    List,
+    /// One agent in full.
+    Show { id: String },
+    /// Retire an agent: its next call gets 410 and it exits; its name cannot register again.
+    Retire { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DiscoveriesCommand {
+    /// Certificates found by agents, newest sighting first.
+    List {
+        /// new, claimed or dismissed.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Adopt a found certificate: the managed certificate (id) that takes it over.
+    Claim {
+        id: String,
+        #[arg(long)]
+        certificate: String,
+    },
+    /// Mark a found certificate as not ours to manage.
+    Dismiss { id: String },
 }
 
 /// A small API client.
@@ -716,6 +750,106 @@ async fn run_command(cli: &Cli) -> anyhow::Result<String> {
         Command::Plugin(cmd) => plugin_command(cmd, cli.json).await?,
         Command::Issuers(cmd) => instances_command(&client, "/api/v1/issuers", cmd, cli.json).await?,
         Command::DnsSolvers(cmd) => instances_command(&client, "/api/v1/dns-solvers", cmd, cli.json).await?,
+        Command::Agents(AgentsCommand::List) => {
+            let list = client.get("/api/v1/agents", &[]).await?;
+            if cli.json {
+                list.to_string()
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| {
+                        let status = if !a["retired_at"].is_null() {
+                            "retired"
+                        } else if a["online"] == true {
+                            "online"
+                        } else {
+                            "offline"
+                        };
+                        vec![
+                            text(&a["id"]),
+                            text(&a["name"]),
+                            status.to_string(),
+                            text(&a["last_heartbeat"]),
+                            text(&a["version"]),
+                            text(&a["hostname"]),
+                        ]
+                    })
+                    .collect();
+                table(&["ID", "NAME", "STATUS", "LAST HEARTBEAT", "VERSION", "HOST"], &rows)
+            }
+        }
+        Command::Agents(AgentsCommand::Show { id }) => {
+            let agent = client.get(&format!("/api/v1/agents/{id}"), &[]).await?;
+            if cli.json {
+                agent.to_string()
+            } else {
+                serde_json::to_string_pretty(&agent)?
+            }
+        }
+        Command::Agents(AgentsCommand::Retire { id }) => {
+            client
+                .call(reqwest::Method::POST, &format!("/api/v1/agents/{id}/retire"), None)
+                .await?;
+            if cli.json {
+                serde_json::json!({"retired": id}).to_string()
+            } else {
+                format!("agent {id} retired: it exits at its next call")
+            }
+        }
+        Command::Discoveries(DiscoveriesCommand::List { state }) => {
+            let query: Vec<(&str, String)> = state.iter().map(|s| ("state", s.clone())).collect();
+            let list = client.get("/api/v1/discoveries", &query).await?;
+            if cli.json {
+                list.to_string()
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| {
+                        vec![
+                            text(&f["id"]),
+                            text(&f["state"]),
+                            text(&f["agent_name"]),
+                            format!("{}#{}", text(&f["path"]), text(&f["index_in_file"])),
+                            text(&f["subject"]),
+                            text(&f["not_after"]),
+                        ]
+                    })
+                    .collect();
+                table(&["ID", "STATE", "AGENT", "PATH", "SUBJECT", "NOT AFTER"], &rows)
+            }
+        }
+        Command::Discoveries(DiscoveriesCommand::Claim { id, certificate }) => {
+            client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/discoveries/{id}/claim"),
+                    Some(serde_json::json!({"certificate_id": certificate})),
+                )
+                .await?;
+            if cli.json {
+                serde_json::json!({"claimed": id, "certificate_id": certificate}).to_string()
+            } else {
+                format!("discovery {id} claimed by certificate {certificate}")
+            }
+        }
+        Command::Discoveries(DiscoveriesCommand::Dismiss { id }) => {
+            client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/v1/discoveries/{id}/dismiss"),
+                    None,
+                )
+                .await?;
+            if cli.json {
+                serde_json::json!({"dismissed": id}).to_string()
+            } else {
+                format!("discovery {id} dismissed")
+            }
+        }
         Command::DnsPersist(DnsPersistCommand::List { state }) => {
             let query: Vec<(&str, String)> = state.iter().map(|s| ("state", s.clone())).collect();
             let list = client.get("/api/v1/dns-persist", &query).await?;

@@ -823,9 +823,38 @@ async fn the_agent_deploys_to_nginx_renews_rolls_back_and_survives_a_restart() {
         assert_eq!(mode, 0o600, "{}", k.display());
     }
 
-    // Retired: the agent exits 0.
-    let (status, _) = call(reqwest::Method::POST, format!("/api/v1/agents/{agent_id}/retire"), None).await;
-    assert_eq!(status, 204);
+    // The CLI sees the same: the agent online, its discoveries; dismissing one; retiring the
+    // agent, which then exits 0.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_certctl"))
+            .env_clear()
+            .env("CERTCTL_SERVER_URL", &url)
+            .env("CERTCTL_SERVER_CA_BUNDLE_PATH", &ca)
+            .env("CERTCTL_API_KEY", &admin)
+            .args(args)
+            .output()
+            .expect("certctl");
+        assert!(
+            out.status.success(),
+            "certctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let agents = cli(&["agents", "list"]);
+    let row = agents.lines().find(|l| l.contains("web-1")).unwrap_or_default();
+    assert!(row.contains(&agent_id) && row.contains("online"), "{agents}");
+    let listed = cli(&["discoveries", "list", "--state", "new"]);
+    assert!(
+        listed.contains(&format!("{}#0", ng.join("tls/site.pem").display())),
+        "{listed}"
+    );
+    let prev_id = by_path("site.pem.certctl-prev")["id"].as_str().expect("id").to_string();
+    assert!(cli(&["discoveries", "dismiss", &prev_id]).contains("dismissed"));
+    let dismissed: Value =
+        serde_json::from_str(&cli(&["--json", "discoveries", "list", "--state", "dismissed"])).expect("json");
+    assert_eq!(dismissed[0]["id"], prev_id.as_str(), "{dismissed}");
+    assert!(cli(&["agents", "retire", &agent_id]).contains("retired"));
     let mut exited = None;
     for _ in 0..100 {
         if let Some(status) = agent.0.try_wait().expect("wait") {
