@@ -40,6 +40,7 @@ pub const SERVER_VARS: &[&str] = &[
     "CERTCTL_PLUGIN_DIRS",
     "CERTCTL_PLUGIN_GRANTS",
     "CERTCTL_INSTANCES_FILE",
+    "CERTCTL_WEB_DIR",
     "CERTCTL_PLUGIN_POOLING",
     "CERTCTL_PLUGIN_CA_BUNDLE",
     "CERTCTL_PLUGIN_MEMORY_MB",
@@ -164,6 +165,8 @@ pub struct Config {
     pub plugin_grants: Option<PathBuf>,
     /// Plugin instances declared in a JSON file (`crate::declared`).
     pub instances_file: Option<PathBuf>,
+    /// The dashboard's files from this directory instead of the embedded copy (developing them).
+    pub web_dir: Option<PathBuf>,
     pub plugin_pooling: crate::plugins::Pooling,
     pub plugin_ca_bundle: Option<PathBuf>,
     pub plugin_memory_mb: usize,
@@ -279,6 +282,7 @@ struct FileValues {
     plugin_dirs: Option<String>,
     plugin_grants: Option<PathBuf>,
     instances_file: Option<PathBuf>,
+    web_dir: Option<PathBuf>,
     plugin_pooling: Option<String>,
     plugin_ca_bundle: Option<PathBuf>,
     plugin_memory_mb: Option<usize>,
@@ -623,6 +627,11 @@ impl Config {
             "a path to a JSON file of plugin instances",
             non_empty_path,
         )?;
+        let web_dir = parse_with(
+            r.raw(None, "CERTCTL_WEB_DIR", path_str(file.web_dir)),
+            "a directory holding index.html, app.js, app.css and favicon.svg",
+            non_empty_path,
+        )?;
         let plugin_pooling = parse_with(
             r.raw(None, "CERTCTL_PLUGIN_POOLING", file.plugin_pooling),
             "auto, on or off",
@@ -881,6 +890,7 @@ impl Config {
             plugin_dirs,
             plugin_grants,
             instances_file,
+            web_dir,
             plugin_pooling,
             plugin_ca_bundle,
             plugin_memory_mb,

@@ -288,6 +288,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             agent_bootstrap: config.agent_bootstrap_token.clone(),
         }),
         max_body_bytes: config.max_body_bytes,
+        web_dir: config.web_dir.clone(),
     };
     let app = api::router(state);
 

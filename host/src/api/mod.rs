@@ -4,6 +4,7 @@
 mod agents;
 mod audit;
 mod certificates;
+mod dashboard;
 pub mod error;
 pub mod extract;
 pub(crate) mod instances;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     pub auth: Arc<AuthSettings>,
     pub max_body_bytes: usize,
+    /// `CERTCTL_WEB_DIR`: serve the dashboard's files from here instead of the embedded copy.
+    pub web_dir: Option<std::path::PathBuf>,
 }
 
 /// Cursor pagination parameters shared by list endpoints.
@@ -111,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(system::version))
         .route("/openapi.json", get(openapi::serve))
         .route("/metrics/prometheus", get(system::metrics))
+        .merge(dashboard::routes())
         .merge(certificates::routes())
         .merge(instances::routes())
         .merge(keys::routes())
@@ -125,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
         .merge(issuance::public_routes())
+        .merge(dashboard::public_routes())
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))

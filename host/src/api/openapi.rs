@@ -5,7 +5,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agents, audit, certificates, error, instances, issuance, jobs, keys, notifications, persist, plugins, system,
+    agents, audit, certificates, dashboard, error, instances, issuance, jobs, keys, notifications, persist, plugins,
+    system,
 };
 use crate::model;
 
@@ -58,7 +59,7 @@ impl Modify for InstanceKinds {
 #[openapi(
     info(title = "certctl API", description = "TLS certificate lifecycle: certificates, issuers, audit, metrics."),
     paths(
-        system::health, system::ready, system::version, system::metrics,
+        system::health, system::ready, system::version, system::metrics, dashboard::whoami, dashboard::overview,
         certificates::declare, certificates::list, certificates::fetch, certificates::update, certificates::remove,
         issuance::submit_csr, issuance::renew, issuance::revoke, issuance::versions, issuance::download,
         issuance::private_key, issuance::import_key,

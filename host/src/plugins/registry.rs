@@ -49,6 +49,35 @@ pub struct PluginInfo {
     pub config_schema: serde_json::Value,
     #[schema(value_type = String, format = DateTime)]
     pub loaded_at: Timestamp,
+    /// `ok` (its latest call succeeded), `failing` (its latest call failed) or `idle` (no call
+    /// since this server started). Counted per server process; `validate-config` calls (bad
+    /// configurations, the operator's mistakes) are left out.
+    pub status: String,
+    /// Calls and failed calls since this server started.
+    pub calls: u64,
+    pub failures: u64,
+    /// The latest failure, if any.
+    pub last_error: Option<LastError>,
+}
+
+/// A failed plugin call, as the plugins page shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LastError {
+    pub op: String,
+    /// `plugin_error`, `timeout`, `memory`, `trap` or `host_error`.
+    pub outcome: String,
+    pub message: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+}
+
+/// Call results of one plugin since the server started.
+#[derive(Debug, Clone, Default)]
+struct Health {
+    calls: u64,
+    failures: u64,
+    latest_failed: bool,
+    last_error: Option<LastError>,
 }
 
 impl PluginInfo {
@@ -71,7 +100,21 @@ impl PluginInfo {
             allow_private_networks: p.allowed.allow_private_networks,
             config_schema: serde_json::to_value(&m.config).unwrap_or_default(),
             loaded_at: p.loaded_at,
+            status: "idle".into(),
+            calls: 0,
+            failures: 0,
+            last_error: None,
         }
+    }
+
+    fn with_health(mut self, health: Option<&Health>) -> PluginInfo {
+        if let Some(h) = health {
+            self.status = if h.latest_failed { "failing" } else { "ok" }.into();
+            self.calls = h.calls;
+            self.failures = h.failures;
+            self.last_error = h.last_error.clone();
+        }
+        self
     }
 }
 
@@ -142,6 +185,8 @@ pub struct Registry {
     services: Option<Services>,
     /// TLS client configurations of instances' `ca_bundle`s, by SHA-256 of the PEM.
     instance_tls: std::sync::Mutex<HashMap<[u8; 32], Arc<rustls::ClientConfig>>>,
+    /// Call results by plugin name (for `/api/v1/plugins` and the dashboard).
+    health: std::sync::Mutex<HashMap<String, Health>>,
 }
 
 /// The host-reserved configuration key of every plugin that calls out over HTTPS: PEM
@@ -195,6 +240,7 @@ impl Registry {
             seen: RwLock::new(Vec::new()),
             services: None,
             instance_tls: std::sync::Mutex::new(HashMap::new()),
+            health: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -318,10 +364,16 @@ impl Registry {
 
     pub fn list(&self) -> (Vec<PluginInfo>, Vec<Refused>) {
         match self.current.read() {
-            Ok(cur) => (
-                cur.loaded.values().map(|p| PluginInfo::of(p)).collect(),
-                cur.refused.clone(),
-            ),
+            Ok(cur) => {
+                let health = self.health.lock().map(|h| h.clone()).unwrap_or_default();
+                (
+                    cur.loaded
+                        .values()
+                        .map(|p| PluginInfo::of(p).with_health(health.get(&p.manifest.name)))
+                        .collect(),
+                    cur.refused.clone(),
+                )
+            }
             Err(_) => (Vec::new(), Vec::new()),
         }
     }
@@ -412,6 +464,27 @@ impl Registry {
             && let Some(reason) = e.trap_reason()
         {
             self.metrics.plugin_traps_total.with_label_values(&[name, reason]).inc();
+        }
+        if op != "validate-config"
+            && let Ok(mut all) = self.health.lock()
+        {
+            let h = all.entry(name.to_string()).or_default();
+            h.calls += 1;
+            let message = match &outcome.result {
+                Ok(Ok(_)) => None,
+                Ok(Err(failure)) => Some(failure.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            h.latest_failed = message.is_some();
+            if let Some(message) = message {
+                h.failures += 1;
+                h.last_error = Some(LastError {
+                    op: op.to_string(),
+                    outcome: label.to_string(),
+                    message,
+                    at: Timestamp::now(),
+                });
+            }
         }
     }
 

@@ -16,6 +16,7 @@ pub mod locks;
 
 pub use lifecycle::NewVersion;
 pub mod migrate;
+pub mod overview;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -198,6 +198,7 @@ impl TestApp {
                 agent_bootstrap: Some(ApiKeyHash::of(AGENT_BOOTSTRAP_TOKEN)),
             }),
             max_body_bytes: MAX_BODY,
+            web_dir: None,
         };
         TestApp {
             router: api::router(state),
