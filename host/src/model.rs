@@ -22,6 +22,13 @@ impl Timestamp {
         Timestamp(self.0 + days * 86_400)
     }
 
+    /// `2026-01-31T00:00:00Z` (any RFC 3339 offset).
+    pub fn parse_rfc3339(s: &str) -> Result<Timestamp, String> {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map(|t| Timestamp(t.unix_timestamp()))
+            .map_err(|_| format!("{s:?} is not an RFC 3339 time such as 2026-01-31T00:00:00Z"))
+    }
+
     pub fn to_rfc3339(self) -> String {
         time::OffsetDateTime::from_unix_timestamp(self.0)
             .ok()

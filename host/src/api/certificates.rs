@@ -14,8 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiQuery, Authorized, perm};
 use super::{AppState, PageParams, validate};
-use crate::model::{CertStatus, Certificate, InstanceKind, KeyGeneration, KeyType, Page, RenewalPolicy};
-use crate::store::{AuditEntry, CertificateFilter, CertificatePatch, NewCertificate};
+use crate::model::{CertStatus, Certificate, InstanceKind, KeyGeneration, KeyType, Page, RenewalPolicy, Timestamp};
+use crate::store::{AuditEntry, CertSort, CertificateFilter, CertificatePatch, NewCertificate};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -95,8 +95,27 @@ pub struct ListCertificates {
     pub issuer_id: Option<String>,
     /// Case-insensitive substring of the name, common name or SANs.
     pub q: Option<String>,
+    /// notAfter at or after this time (RFC 3339, e.g. `2026-01-01T00:00:00Z`).
+    pub expires_after: Option<String>,
+    /// notAfter before this time (RFC 3339).
+    pub expires_before: Option<String>,
+    /// `name`, `not_after` or `created_at`; `-` in front for descending (`-not_after`).
+    /// Default: creation order. Not-yet-issued certificates sort last by `not_after`.
+    pub sort: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<u32>,
+}
+
+fn time_param(field: &str, value: Option<String>) -> ApiResult<Option<Timestamp>> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            Timestamp::parse_rfc3339(&v).map_err(|message| ApiError::BadRequest {
+                message: format!("{field}: {message}"),
+                field: Some(field.to_string()),
+            })
+        })
+        .transpose()
 }
 
 /// The agent must be a live one, hold the key itself, and a deployment target needs an agent.
@@ -271,10 +290,20 @@ pub async fn list(
         limit: params.limit,
     }
     .to_request()?;
+    let sort = match params.sort.as_deref().filter(|s| !s.is_empty()) {
+        None => CertSort::default(),
+        Some(s) => s.parse().map_err(|message: String| ApiError::BadRequest {
+            message: format!("sort: {message}"),
+            field: Some("sort".into()),
+        })?,
+    };
     let filter = CertificateFilter {
         status: params.status,
         issuer_id: params.issuer_id,
         search: params.q.filter(|q| !q.is_empty()),
+        expires_after: time_param("expires_after", params.expires_after)?,
+        expires_before: time_param("expires_before", params.expires_before)?,
+        sort,
     };
     Ok(Json(state.store.list_certificates(&filter, &page).await?))
 }

@@ -121,6 +121,10 @@ impl From<StoreError> for ApiError {
                 field: Some(field.to_string()),
             },
             StoreError::InUse(message) => ApiError::Conflict { message, field: None },
+            e @ StoreError::BadCursor(_) => ApiError::BadRequest {
+                message: e.to_string(),
+                field: Some("cursor".into()),
+            },
             StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)) => {
                 ApiError::Unavailable("the database is not reachable; try again shortly".into())
             }

@@ -50,6 +50,9 @@ pub enum StoreError {
     /// A unique constraint on a user-visible field was violated.
     #[error("{field} already exists")]
     Conflict { field: &'static str },
+    /// A pagination cursor this list did not hand out (or one of another sort order).
+    #[error("cursor {0:?} is not one this list returned (with this sort order)")]
+    BadCursor(String),
     /// The row is referenced by others and cannot be removed.
     #[error("{0}")]
     InUse(String),
@@ -133,7 +136,49 @@ pub struct CertificateFilter {
     pub issuer_id: Option<String>,
     /// Case-insensitive substring of the name, common name or SANs.
     pub search: Option<String>,
+    /// notAfter at or after / before these times (certificates not yet issued have none).
+    pub expires_after: Option<Timestamp>,
+    pub expires_before: Option<Timestamp>,
+    pub sort: CertSort,
 }
+
+/// The order of a certificate list; ties (and the default) go by id, i.e. creation order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CertSort {
+    #[default]
+    Id,
+    Name {
+        descending: bool,
+    },
+    NotAfter {
+        descending: bool,
+    },
+    CreatedAt {
+        descending: bool,
+    },
+}
+
+impl std::str::FromStr for CertSort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<CertSort, String> {
+        let (descending, key) = match s.strip_prefix('-') {
+            Some(k) => (true, k),
+            None => (false, s),
+        };
+        match key {
+            "name" => Ok(CertSort::Name { descending }),
+            "not_after" => Ok(CertSort::NotAfter { descending }),
+            "created_at" => Ok(CertSort::CreatedAt { descending }),
+            _ => Err(format!(
+                "{s:?} is not a sort order: name, not_after or created_at, with '-' in front for descending"
+            )),
+        }
+    }
+}
+
+/// Not yet issued (no notAfter): last in either order.
+const NO_NOT_AFTER_ASC: i64 = i64::MAX;
+const NO_NOT_AFTER_DESC: i64 = i64::MIN;
 
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -507,16 +552,69 @@ impl Store {
                 vec![Bind::Text(p.clone()), Bind::Text(p.clone()), Bind::Text(p)],
             );
         }
-        if let Some(cursor) = &page.cursor {
-            q.and("id > ?", vec![Bind::Text(cursor.clone())]);
+        if let Some(t) = filter.expires_after {
+            q.and("not_after >= ?", vec![Bind::Int(t.0)]);
         }
-        q.tail(" ORDER BY id LIMIT ?", Bind::Int(i64::from(page.limit) + 1));
+        if let Some(t) = filter.expires_before {
+            q.and("not_after < ?", vec![Bind::Int(t.0)]);
+        }
+        // Keyset pagination on (sort key, id): the cursor is `key|id` (just `id` by default).
+        let (key_sql, descending, text_key) = match filter.sort {
+            CertSort::Id => ("id", false, true),
+            CertSort::Name { descending } => ("name", descending, true),
+            CertSort::NotAfter { descending: false } => ("COALESCE(not_after, 9223372036854775807)", false, false),
+            CertSort::NotAfter { descending: true } => ("COALESCE(not_after, -9223372036854775808)", true, false),
+            CertSort::CreatedAt { descending } => ("created_at", descending, false),
+        };
+        let (cmp, dir) = if descending { ("<", "DESC") } else { (">", "ASC") };
+        if let Some(cursor) = &page.cursor {
+            if filter.sort == CertSort::Id {
+                q.and("id > ?", vec![Bind::Text(cursor.clone())]);
+            } else {
+                let bad = || StoreError::BadCursor(cursor.clone());
+                let (key, id) = cursor.rsplit_once('|').ok_or_else(bad)?;
+                let key = if text_key {
+                    Bind::Text(key.to_string())
+                } else {
+                    Bind::Int(key.parse().map_err(|_| bad())?)
+                };
+                let key2 = match &key {
+                    Bind::Text(t) => Bind::Text(t.clone()),
+                    Bind::Int(i) => Bind::Int(*i),
+                };
+                q.and(
+                    &format!("({key_sql} {cmp} ? OR ({key_sql} = ? AND id {cmp} ?))"),
+                    vec![key, key2, Bind::Text(id.to_string())],
+                );
+            }
+        }
+        q.tail(
+            &format!(" ORDER BY {key_sql} {dir}, id {dir} LIMIT ?"),
+            Bind::Int(i64::from(page.limit) + 1),
+        );
         let rows = q.fetch_all(&self.pool).await?;
         let items = rows
             .iter()
             .map(|r| cert_from_row(r, now))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(paginate(items, page.limit, |c| c.id.clone()))
+        let sort = filter.sort;
+        Ok(paginate(items, page.limit, |c| match sort {
+            CertSort::Id => c.id.clone(),
+            CertSort::Name { .. } => format!("{}|{}", c.name, c.id),
+            CertSort::NotAfter { descending } => format!(
+                "{}|{}",
+                c.not_after.map_or(
+                    if descending {
+                        NO_NOT_AFTER_DESC
+                    } else {
+                        NO_NOT_AFTER_ASC
+                    },
+                    |t| t.0
+                ),
+                c.id
+            ),
+            CertSort::CreatedAt { .. } => format!("{}|{}", c.created_at.0, c.id),
+        }))
     }
 
     pub async fn update_certificate(

@@ -7,6 +7,7 @@ mod api;
 pub mod challenges;
 mod common;
 mod conformance;
+mod dashboard;
 mod declared;
 mod keystore;
 pub mod lifecycle;

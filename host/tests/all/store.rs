@@ -8,8 +8,8 @@ use certctl::model::{
 };
 use certctl::store::jobs::{JobFailure, JobFilter, NewJob};
 use certctl::store::{
-    AuditEntry, AuditFilter, CertificateFilter, CertificatePatch, NewCertificate, NewVersion, PageRequest, Store,
-    StoreError,
+    AuditEntry, AuditFilter, CertSort, CertificateFilter, CertificatePatch, NewCertificate, NewVersion, PageRequest,
+    Store, StoreError,
 };
 
 use crate::common::{Backend, TestDb};
@@ -222,6 +222,101 @@ async fn status_filters_follow_expiry(backend: Backend) {
         ),
         (4, 1, 1, 0)
     );
+}
+
+/// Every sort order pages through every certificate once, in order (ties by id), with
+/// not-yet-issued ones last either way; the expiry range keeps only issued ones inside it.
+async fn sorted_pages_and_expiry_ranges(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    // Two with the same expiry (a tie), two never issued.
+    for (name, days) in [
+        ("delta", Some(40)),
+        ("alpha", Some(10)),
+        ("echo", None),
+        ("charlie", Some(40)),
+        ("bravo", Some(70)),
+        ("foxtrot", None),
+        ("golf", Some(-3)),
+    ] {
+        let c = store
+            .create_certificate(&cert(name), audit("certificate.create"))
+            .await
+            .expect("create");
+        if let Some(d) = days {
+            issue(&store, &c.id, d).await;
+        }
+    }
+    let walk = |sort: CertSort, after: Option<i64>, before: Option<i64>| {
+        let store = store.clone();
+        async move {
+            let filter = CertificateFilter {
+                sort,
+                expires_after: after.map(|d| Timestamp::now().plus_days(d)),
+                expires_before: before.map(|d| Timestamp::now().plus_days(d)),
+                ..CertificateFilter::default()
+            };
+            let mut req = page(2);
+            let mut names = Vec::new();
+            loop {
+                let p = store.list_certificates(&filter, &req).await.expect("list");
+                names.extend(p.items.into_iter().map(|c| c.name));
+                match p.next_cursor {
+                    Some(c) => req.cursor = Some(c),
+                    None => break,
+                }
+            }
+            names
+        }
+    };
+    let all = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf"];
+    assert_eq!(walk(CertSort::Name { descending: false }, None, None).await, all);
+    let mut reversed = all.to_vec();
+    reversed.reverse();
+    assert_eq!(walk(CertSort::Name { descending: true }, None, None).await, reversed);
+    let by_expiry = walk(CertSort::NotAfter { descending: false }, None, None).await;
+    assert_eq!(by_expiry[0..2], ["golf", "alpha"]);
+    let tie: std::collections::BTreeSet<_> = by_expiry[2..4].iter().map(String::as_str).collect();
+    assert_eq!(tie, ["charlie", "delta"].into_iter().collect());
+    assert_eq!(by_expiry[4], "bravo");
+    let unissued: std::collections::BTreeSet<_> = by_expiry[5..].iter().map(String::as_str).collect();
+    assert_eq!(
+        unissued,
+        ["echo", "foxtrot"].into_iter().collect(),
+        "never issued: last"
+    );
+    let latest_first = walk(CertSort::NotAfter { descending: true }, None, None).await;
+    assert_eq!(latest_first[0], "bravo");
+    assert_eq!(latest_first[3], "alpha");
+    assert_eq!(latest_first[4], "golf");
+    let unissued: std::collections::BTreeSet<_> = latest_first[5..].iter().map(String::as_str).collect();
+    assert_eq!(
+        unissued,
+        ["echo", "foxtrot"].into_iter().collect(),
+        "never issued: last here too"
+    );
+    assert_eq!(
+        walk(CertSort::CreatedAt { descending: false }, None, None).await.len(),
+        7
+    );
+    // Expiring between 5 and 45 days from now, soonest first.
+    let window = walk(CertSort::NotAfter { descending: false }, Some(5), Some(45)).await;
+    assert_eq!(window.len(), 3, "{window:?}");
+    assert_eq!(window[0], "alpha");
+    // A cursor from another order is refused, not misread.
+    let bad = store
+        .list_certificates(
+            &CertificateFilter {
+                sort: CertSort::NotAfter { descending: false },
+                ..CertificateFilter::default()
+            },
+            &PageRequest {
+                cursor: Some("alpha|x".into()),
+                limit: 2,
+            },
+        )
+        .await;
+    assert!(matches!(bad, Err(StoreError::BadCursor(_))), "{bad:?}");
 }
 
 async fn search_is_case_insensitive_and_literal(backend: Backend) {
@@ -546,6 +641,7 @@ crate::on_both_backends!(
     failed_write_leaves_no_audit,
     pagination_visits_every_row_once,
     status_filters_follow_expiry,
+    sorted_pages_and_expiry_ranges,
     search_is_case_insensitive_and_literal,
     issuers_in_use_cannot_be_deleted,
     api_keys_are_found_by_hash_only,
