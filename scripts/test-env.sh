@@ -23,6 +23,9 @@ command -v pebble >/dev/null 2>&1 || need_pkgs+=(pebble)
 command -v lego >/dev/null 2>&1 || need_pkgs+=(lego)
 # nginx, the agent's deployment target (run by the tests on loopback with their own config).
 command -v nginx >/dev/null 2>&1 || need_pkgs+=(nginx)
+# Headless Chromium and chromedriver for the dashboard tests (W3C WebDriver on loopback).
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "==> installing ${need_pkgs[*]} (Debian packages)"
     if [ "$(id -u)" -ne 0 ]; then
