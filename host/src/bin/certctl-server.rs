@@ -97,6 +97,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let url = format!("https://{}", running.addr);
     tracing::info!(url = %url, fingerprint = %running.fingerprint, "certctl-server listening");
     eprintln!("\ncertctl-server is listening on {url}");
+    eprintln!("  dashboard: {url}/ (sign in with an API key)");
     eprintln!("  TLS certificate SHA-256: {}", running.fingerprint);
     if let Some(ca) = &running.tls_files.ca {
         eprintln!("  self-generated; clients trust it with: --cacert {}", ca.display());

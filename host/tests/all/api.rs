@@ -23,6 +23,7 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, Option<Permission
         ("GET", "/health", None, None),
         ("GET", "/ready", None, None),
         ("GET", "/api/v1/version", None, None),
+        ("GET", "/api/v1/overview", None, Some(CertificatesRead)),
         ("GET", "/api/v1/openapi.json", None, None),
         ("GET", "/api/v1/metrics/prometheus", None, Some(MetricsRead)),
         ("GET", "/api/v1/certificates", None, Some(CertificatesRead)),
@@ -419,6 +420,8 @@ async fn every_documented_route_is_in_the_matrix(backend: Backend) {
         ("POST", "/api/v1/agents/{id}/certificates/{cert}/csr"),
         ("POST", "/api/v1/agents/{id}/jobs/{job}/result"),
         ("POST", "/api/v1/agents/{id}/discoveries"),
+        // Any valid key may ask who it is; tests/all/dashboard.rs covers it (401 without one).
+        ("GET", "/api/v1/whoami"),
     ];
     for (m, p) in agent_self {
         assert!(
