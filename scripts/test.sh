@@ -24,3 +24,6 @@ log="$CERTCTL_TEST_STATE/cargo-test.log"
 cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "certctl tests: %d passed, %d failed\n", p, f }' "$log"
+
+echo "==> Helm chart checks (scripts/chart-check.sh)"
+CERTCTL_SERVER_BIN="$target_dir/debug/certctl-server" scripts/chart-check.sh
