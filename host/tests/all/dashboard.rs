@@ -154,3 +154,247 @@ async fn the_dashboard_files_are_served_with_a_strict_policy() {
         assert_eq!(app.raw(path).await.0, StatusCode::NOT_FOUND, "{path}");
     }
 }
+
+/// Screenshots are kept in `<target>/tmp/dashboard-screenshots/` for people to look at.
+async fn screenshot(b: &crate::browser::Browser, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    b.screenshot_to(&dir.join(format!("{name}.png"))).await;
+}
+
+const ADMIN_KEY: &str = "dashboard-test-admin-key-01";
+const VIEWER_KEY: &str = "dashboard-test-viewer-key-1";
+
+async fn sign_in(b: &crate::browser::Browser, url: &str, key: &str) {
+    b.goto(&format!("{url}/")).await;
+    b.fill("#api-key", key).await;
+    b.click("#signin-submit").await;
+    b.wait("#whoami", 20).await;
+}
+
+/// Console entries at warning level or worse, other than the ones listed as expected.
+async fn console_problems(b: &crate::browser::Browser) -> Vec<(String, String)> {
+    b.console()
+        .await
+        .into_iter()
+        .filter(|(level, _)| level == "SEVERE" || level == "WARNING")
+        .collect()
+}
+
+/// The dashboard in a real headless Chromium against the real server binary: a bad key is
+/// told so; the overview's numbers are the API's; an issuer and a certificate created from the
+/// UI; the certificate becomes active with its job's steps shown; renewed (a second version);
+/// revoked with a reason; the audit page lists all of it; a viewer sees no write action;
+/// every page is screenshotted (at 1280 and 375 px) without console errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_in_a_real_browser() {
+    use crate::browser::Browser;
+    use crate::server::ServerProcess;
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = ServerProcess::start(
+        dir.path(),
+        &["local-ca", "webhook"],
+        &[
+            (
+                "CERTCTL_API_KEYS_NAMED",
+                format!("ops:{ADMIN_KEY}:admin,auditor:{VIEWER_KEY}:viewer"),
+            ),
+            ("CERTCTL_SCHEDULER_JOB_INTERVAL", "1".into()),
+        ],
+    )
+    .await;
+    let url = server.url.clone();
+    let b = Browser::start(1280, 900).await;
+
+    // A wrong key: a clear message, and no way in.
+    b.goto(&format!("{url}/")).await;
+    screenshot(&b, "01-sign-in").await;
+    b.fill("#api-key", "this-is-not-a-valid-key").await;
+    b.click("#signin-submit").await;
+    b.wait("#signin-error:not(:empty)", 10).await;
+    let error = b.text("#signin-error").await;
+    assert!(error.contains("not accepted"), "{error}");
+    assert!(b.find("#whoami").await.is_none());
+    screenshot(&b, "02-sign-in-bad-key").await;
+    b.console().await; // the refused request's 401 is expected here
+
+    // The overview's numbers are the API's.
+    b.fill("#api-key", ADMIN_KEY).await;
+    b.click("#signin-submit").await;
+    b.ready("overview").await;
+    assert_eq!(b.text("#whoami").await, "ops (admin)");
+    let key_in_storage = b
+        .js(
+            "return [sessionStorage.length > 0, localStorage.length, document.cookie, location.href]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(key_in_storage[0], true, "the key is kept in session storage");
+    assert_eq!(key_in_storage[1], 0, "nothing in local storage");
+    assert_eq!(key_in_storage[2], "", "no cookie");
+    assert!(
+        !key_in_storage[3].as_str().unwrap_or("").contains(ADMIN_KEY),
+        "never in the URL"
+    );
+
+    // An issuer from the UI, with the plugin's form.
+    b.click("a[data-nav=\"issuers\"]").await;
+    b.ready("issuers").await;
+    b.click("#new-instance").await;
+    b.fill("#instance-name", "internal").await;
+    b.select("#instance-plugin", "local-ca").await;
+    b.wait("#instance-form [name^=\"config.\"]", 10).await;
+    b.click("#instance-submit").await;
+    b.wait("#instances-table tr[data-name=\"internal\"]", 20).await;
+    screenshot(&b, "03-issuers").await;
+
+    // A certificate from the UI: it becomes active, and its job's steps were shown.
+    b.click("a[data-nav=\"certificates\"]").await;
+    b.ready("certificates").await;
+    b.click("#new-certificate").await;
+    b.fill("#cert-name", "shop").await;
+    b.fill("#cert-common-name", "shop.example.test").await;
+    b.fill("#cert-sans", "www.shop.example.test").await;
+    b.select("#cert-issuer", "internal").await;
+    if b.find("#cert-key-generation").await.is_some() {
+        b.select("#cert-key-generation", "server").await;
+    }
+    b.click("#certificate-submit").await;
+    b.ready("certificate").await;
+    b.wait("#job-progress li[data-step]", 30).await;
+    let mut status = String::new();
+    for _ in 0..600 {
+        status = b.text("#certificate-detail [data-field=\"status\"]").await;
+        if status == "active" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "active", "{}", server.log_text());
+    b.wait("#versions [data-serial]", 20).await;
+    screenshot(&b, "04-certificate-active").await;
+    let cert_id = b
+        .js("return location.hash.split('/').pop()", json!([]))
+        .await
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    // Renew: a second version appears.
+    b.click("#action-renew").await;
+    for _ in 0..600 {
+        if b.count("#versions [data-serial]").await >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.count("#versions [data-serial]").await, 2, "renewed");
+    let (_, versions) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/certificates/{cert_id}/versions"),
+            ADMIN_KEY,
+            None,
+        )
+        .await;
+    let serial = versions[0]["serial"].as_str().expect("serial");
+    assert!(
+        b.find(&format!("#versions [data-serial=\"{serial}\"]")).await.is_some(),
+        "{versions}"
+    );
+
+    // Revoke with a reason.
+    b.click("#action-revoke").await;
+    b.wait("#revoke-dialog[open]", 10).await;
+    b.select("#revoke-reason", "keyCompromise").await;
+    b.click("#revoke-confirm").await;
+    for _ in 0..300 {
+        status = b.text("#certificate-detail [data-field=\"status\"]").await;
+        if status == "revoked" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "revoked");
+    screenshot(&b, "05-certificate-revoked").await;
+
+    // The overview agrees with the API now that there is something to count.
+    b.click("a[data-nav=\"overview\"]").await;
+    b.ready("overview").await;
+    let (_, overview) = server
+        .call(reqwest::Method::GET, "/api/v1/overview", ADMIN_KEY, None)
+        .await;
+    for key in ["total", "active", "expiring", "expired", "revoked", "failed"] {
+        let shown = b.text(&format!("[data-count=\"{key}\"]")).await;
+        assert_eq!(shown, overview["certificates"][key].to_string(), "{key}: {overview}");
+    }
+    screenshot(&b, "06-overview").await;
+
+    // The audit trail shows what was done from the UI.
+    b.click("a[data-nav=\"audit\"]").await;
+    b.ready("audit").await;
+    let audit = b.text("#audit-table").await;
+    for action in [
+        "issuer.create",
+        "certificate.create",
+        "job.renewal",
+        "certificate.revoke",
+    ] {
+        assert!(audit.contains(action), "{action} in:\n{audit}");
+    }
+
+    // Every page renders, without console errors, and is kept as a screenshot.
+    for (n, page) in [
+        "overview",
+        "certificates",
+        "issuers",
+        "dns-solvers",
+        "notifiers",
+        "plugins",
+        "jobs",
+        "agents",
+        "discoveries",
+        "audit",
+        "notifications",
+    ]
+    .iter()
+    .enumerate()
+    {
+        b.click(&format!("a[data-nav=\"{page}\"]")).await;
+        b.ready(page).await;
+        screenshot(&b, &format!("1{n:02}-{page}")).await;
+    }
+    b.goto(&format!("{url}/#/certificates/{cert_id}")).await;
+    b.ready("certificate").await;
+    screenshot(&b, "120-certificate-detail").await;
+    let problems = console_problems(&b).await;
+    assert!(problems.is_empty(), "console: {problems:?}");
+    b.click("#signout").await;
+    b.wait("#signin", 10).await;
+    drop(b);
+
+    // A viewer: the same pages, no write action anywhere; a narrow screen works.
+    let b = Browser::start(375, 800).await;
+    sign_in(&b, &url, VIEWER_KEY).await;
+    b.ready("overview").await;
+    screenshot(&b, "201-narrow-overview").await;
+    for (page, write) in [
+        ("certificates", "#new-certificate"),
+        ("issuers", "#new-instance"),
+        ("jobs", "#jobs-table button"),
+        ("agents", "#agents-table button"),
+    ] {
+        b.goto(&format!("{url}/#/{page}")).await;
+        b.ready(page).await;
+        assert_eq!(b.count(write).await, 0, "a viewer sees no {write} on {page}");
+    }
+    b.goto(&format!("{url}/#/certificates/{cert_id}")).await;
+    b.ready("certificate").await;
+    for action in ["#action-renew", "#action-revoke"] {
+        assert_eq!(b.count(action).await, 0, "a viewer sees no {action}");
+    }
+    assert!(b.find("#action-download").await.is_some(), "reading is allowed");
+    screenshot(&b, "202-narrow-certificate-viewer").await;
+    let problems = console_problems(&b).await;
+    assert!(problems.is_empty(), "console: {problems:?}");
+}

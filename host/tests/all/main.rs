@@ -4,6 +4,7 @@
 mod acme;
 pub mod agents;
 mod api;
+mod browser;
 pub mod challenges;
 mod common;
 mod conformance;

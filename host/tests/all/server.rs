@@ -1,7 +1,7 @@
 //! The server over a real socket, and the binaries as operators run them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -508,4 +508,92 @@ fn a_new_plugin_project_builds_and_validates() {
         .output()
         .expect("inspect");
     assert!(String::from_utf8_lossy(&inspect.stdout).contains("certctl:plugin/dns-solver@0.1.0"));
+}
+
+/// A `certctl-server` process on a free loopback port with its own data directory, the named
+/// shipped plugins, and the given extra environment; killed when dropped.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub url: String,
+    /// The self-generated CA clients trust.
+    pub ca: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerProcess {
+    /// Starts it in `dir` and waits until `/ready` answers (panics with the log otherwise).
+    pub async fn start(dir: &Path, plugins: &[&str], env: &[(&str, String)]) -> ServerProcess {
+        let plugin_dir = dir.join("plugins");
+        std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
+        for name in plugins {
+            for ext in ["wasm", "toml"] {
+                std::fs::copy(
+                    crate::sandbox::shipped_dir().join(format!("{name}.{ext}")),
+                    plugin_dir.join(format!("{name}.{ext}")),
+                )
+                .expect("copy plugin");
+            }
+        }
+        let port = free_port();
+        let log = dir.join("server.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certctl-server"));
+        cmd.env_clear()
+            .env("CERTCTL_DATA_DIR", dir.join("data"))
+            .env("CERTCTL_SERVER_PORT", port.to_string())
+            .env("CERTCTL_PLUGIN_DIRS", &plugin_dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
+            .spawn()
+            .expect("certctl-server");
+        let mut server = ServerProcess {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+            ca: dir.join("data/tls/ca.crt"),
+            log,
+        };
+        for _ in 0..600 {
+            if server.ca.exists()
+                && client(&server.ca)
+                    .get(format!("{}/ready", server.url))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            {
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("certctl-server exited ({status}):\n{}", server.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("certctl-server did not become ready:\n{}", server.log_text())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// An API call with `key`; the status and the JSON body (null when there is none).
+    pub async fn call(&self, method: reqwest::Method, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = client(&self.ca)
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
 }
