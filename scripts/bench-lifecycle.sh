@@ -5,7 +5,8 @@
 #   3. cfssl serve (Debian golang-cfssl) signing the same kind of CSRs,
 #   4. the renewal scan over 100,000 certificates on SQLite and PostgreSQL,
 #   5. the inventory walk of 1,000 certificates through the paginated API,
-#   6. 200 agents heartbeating and polling their work every second for 30 s.
+#   6. 200 agents heartbeating and polling their work every second for 30 s,
+#   7. the dashboard overview over 10,000 certificates in headless Chromium.
 # Usage: scripts/bench-lifecycle.sh [issuances] [concurrency]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,3 +53,6 @@ CERTCTL_BENCH_PLUGINS="$target/plugins" "$bench" walk 1000
 
 echo "==> 200 agents polling one server"
 CERTCTL_BENCH_PLUGINS="$target/plugins" "$bench" agents 200 30
+
+echo "==> dashboard overview with 10,000 certificates (headless Chromium)"
+"$bench" overview 10000 10

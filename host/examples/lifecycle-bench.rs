@@ -10,6 +10,16 @@
 //! - `agents N SECONDS`: N agents (tasks, each with its own HTTPS connection and credential)
 //!   register, then each sends a heartbeat and polls its work every second for SECONDS.
 //!   Prints requests per second and latency percentiles.
+//! - `overview N RUNS`: the dashboard's overview over N issued certificates (expiries spread
+//!   over the next four months, a few expired), in a headless Chromium through chromedriver:
+//!   a full page load (HTML, script, the overview call, drawing) and an in-app navigation to
+//!   the overview, RUNS times each. Times are from the page's own clock, to the moment it marks
+//!   itself ready (`performance.mark("certctl:ready:overview")`).
+
+// The dashboard tests' WebDriver client; this benchmark uses part of it.
+#[allow(dead_code)]
+#[path = "../tests/all/browser.rs"]
+mod browser;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -463,6 +473,79 @@ async fn walk(plugins: &str, n: usize) -> anyhow::Result<()> {
     s.running.shutdown(Duration::from_secs(1)).await
 }
 
+async fn overview(n: usize, runs: usize) -> anyhow::Result<()> {
+    let s = server("no-plugins").await?;
+    let db = format!("sqlite://{}", s._dir.path().join("certctl.db").display());
+    let now = Timestamp::now();
+    seed(&db, n, now).await?;
+    {
+        // Spread expiries: -5..115 days from now; 2 % revoked.
+        let pool = sqlx::AnyPool::connect(&db).await?;
+        sqlx::query("UPDATE certificates SET not_after = $1 + ((abs(random()) % 120) - 5) * 86400")
+            .bind(now.0)
+            .execute(&pool)
+            .await?;
+        sqlx::query("UPDATE certificates SET state = 'revoked' WHERE abs(random()) % 50 = 0")
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+    }
+    let counts = s.call(reqwest::Method::GET, "/api/v1/overview", None).await?;
+    let total = counts["certificates"]["total"].as_u64().unwrap_or(0);
+    if total != n as u64 {
+        return Err(anyhow!("the overview counts {total} certificates, not {n}"));
+    }
+    let b = browser::Browser::start(1280, 900).await;
+    b.goto(&format!("{}/", s.base)).await;
+    b.fill("#api-key", KEY).await;
+    b.click("#signin-submit").await;
+    b.ready("overview").await;
+    let shown = b.text("[data-count=\"total\"]").await;
+    if shown != n.to_string() {
+        return Err(anyhow!("the page shows {shown} certificates, not {n}"));
+    }
+    let ready_at = "const e = performance.getEntriesByName('certctl:ready:overview'); \
+                    return e.length ? e[e.length - 1].startTime : null;";
+    let mut loads = Vec::new();
+    let mut navigations = Vec::new();
+    for _ in 0..runs {
+        // A full load (a new document: leave the page first, or the hash change would not
+        // reload it): navigation start to the overview drawn.
+        b.goto("about:blank").await;
+        b.goto(&format!("{}/#/overview", s.base)).await;
+        b.ready("overview").await;
+        loads.push(b.js(ready_at, json!([])).await.as_f64().context("no ready mark")?);
+        // In the app: from the click to the overview drawn again.
+        b.click("a[data-nav=\"certificates\"]").await;
+        b.ready("certificates").await;
+        let clicked = b
+            .js(
+                "performance.clearMarks('certctl:ready:overview'); const t = performance.now(); \
+                 document.querySelector('a[data-nav=\"overview\"]').click(); return t;",
+                json!([]),
+            )
+            .await
+            .as_f64()
+            .context("clock")?;
+        b.ready("overview").await;
+        navigations.push(b.js(ready_at, json!([])).await.as_f64().context("no ready mark")? - clicked);
+    }
+    let show = |label: &str, v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "overview with {n} certificates, {label}: median {:.0} ms, best {:.0} ms, worst {:.0} ms ({} runs)",
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1],
+            v.len()
+        );
+    };
+    show("full page load", &mut loads);
+    show("in-app navigation", &mut navigations);
+    drop(b);
+    s.running.shutdown(Duration::from_secs(1)).await
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -476,8 +559,9 @@ async fn main() -> anyhow::Result<()> {
         Some("cfssl") => cfssl(args.get(1).context("cfssl URL")?, num(2)?, num(3)?).await,
         Some("scan") => scan(num(1)?, args.get(2).context("database URL")?).await,
         Some("walk") => walk(&plugins, num(1)?).await,
+        Some("overview") => overview(num(1)?, num(2)?).await,
         _ => Err(anyhow!(
-            "usage: lifecycle-bench issue N C | cfssl URL N C | scan N DATABASE_URL | walk N | agents N SECONDS"
+            "usage: lifecycle-bench issue N C | cfssl URL N C | scan N DATABASE_URL | walk N | agents N SECONDS | overview N RUNS"
         )),
     }
 }

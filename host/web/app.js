@@ -76,9 +76,9 @@
     },
   };
 
-  const KEY_HELP = "Create one with CERTCTL_API_KEYS_NAMED on the server, or ask an admin to create one (POST /api/v1/api-keys).";
-  const MSG_REFUSED = "This API key was not accepted by the server. Check it, or create one: " + KEY_HELP;
-  const MSG_REVOKED = "Your API key is no longer accepted by the server (it may have been deleted). Sign in again with a valid key. " + KEY_HELP;
+  const KEY_HELP = "create one with CERTCTL_API_KEYS_NAMED on the server, or ask an admin to create one (POST /api/v1/api-keys).";
+  const MSG_REFUSED = `This API key was not accepted by the server. Check it, or ${KEY_HELP}`;
+  const MSG_REVOKED = `This API key was not accepted by the server any more: it may have been revoked. Sign in with a valid key, or ${KEY_HELP}`;
   const MSG_UNREACHABLE = "The server is unreachable. Check that certctl-server is running and that this address reaches it, then try again.";
 
   // ------------------------------------------------------------------ state
@@ -170,7 +170,8 @@
   }
 
   function tableWrap(table, label) {
-    return h("div", { class: "table-wrap", role: "region", "aria-label": label, tabindex: "0" }, table);
+    // Scrolls sideways on narrow screens: focusable so keyboards can scroll it too.
+    return h("div", { class: "table-wrap", role: "region", "aria-label": `${label} (table)`, tabindex: "0" }, table);
   }
 
   function emptyRow(colspan, text) {
@@ -470,10 +471,10 @@
       ev.preventDefault();
       if (busy) return;
       if (!form.checkValidity()) {
-        const bad = form.querySelector(":invalid");
+        const bad = form.querySelector("input:invalid, select:invalid, textarea:invalid");
         clearFormErrors(form);
         if (bad) {
-          fieldError(bad, bad.validationMessage || "This field is not valid.");
+          fieldError(bad, bad.validity.valueMissing ? "Required." : bad.validationMessage || "This value is not valid.");
           bad.focus();
         }
         return;
@@ -521,6 +522,9 @@
   // A modal dialog: focus moves into it and stays there (the rest of the page is inert), Esc
   // closes it, and focus returns to where it was. Removed from the DOM when closed.
   function openDialog({ id, title, build, wide }) {
+    // A second click before the first dialog opened must not make a second one.
+    const open = document.getElementById(id);
+    if (open && open.tagName === "DIALOG") return open;
     const opener = document.activeElement;
     const titleId = `${id}-title`;
     const dialog = h("dialog", { id, class: `dialog${wide ? " dialog-wide" : ""}`, "aria-labelledby": titleId });
@@ -812,7 +816,10 @@
         nav.timers.add(t);
       },
       ready(name) {
-        if (ctx.alive()) document.body.dataset.ready = name || page;
+        if (!ctx.alive()) return;
+        document.body.dataset.ready = name || page;
+        // For benchmarks: the moment the page was drawn, on the page's own clock.
+        performance.mark("certctl:ready:" + (name || page));
       },
       busy() {
         if (ctx.alive()) delete document.body.dataset.ready;
@@ -1047,7 +1054,8 @@
       h("li", null, h("span", { class: "swatch heat-soon heat-l4" }), "within 30 days"),
       h("li", null, h("span", { class: "swatch heat-later heat-l4" }), "later"),
       h("li", null, h("span", { class: "swatch heat-0" }), "none"),
-      h("li", { class: "muted" }, "darker: more certificates"));
+      h("li", { class: "scale" }, "fewer ",
+        [1, 2, 3, 4].map((l) => h("span", { class: `swatch swatch-step heat-later heat-l${l}` })), " more"));
 
     const rows = [];
     counts.forEach((n, d) => {
@@ -1113,7 +1121,7 @@
       g.append(svg("rect", { x: LEFT + i * slot, y: TOP, width: slot, height: plotH, class: "bar-hit" }));
       chart.append(g);
       if (d.day % 7 === 0) {
-        chart.append(svg("text", { x: x + barW / 2, y: H - 6, "text-anchor": "middle", class: "chart-text" },
+        chart.append(svg("text", { x: d.day === 0 ? x + barW : x + barW / 2, y: H - 6, "text-anchor": d.day === 0 ? "end" : "middle", class: "chart-text" },
           d.day === 0 ? "Today" : dateName(date)));
       }
     });
@@ -1434,11 +1442,11 @@
     const progress = h("section", { class: "card", "aria-labelledby": "h-progress" });
     const jobLine = h("div", { class: "job-line" });
     const steps = h("ol", { id: "job-progress", class: "steps", "aria-live": "polite" });
-    progress.append(h("h2", { id: "h-progress" }, "Latest issuance"), jobLine, steps);
+    progress.append(h("h2", { id: "h-progress" }, "Progress of the latest job"), jobLine, steps);
     const versionsTbody = h("tbody");
     const versionsTable = h("table", { id: "versions", class: "table" },
       h("caption", { class: "vh" }, "Versions, newest first"),
-      h("thead", null, h("tr", null, ["Serial", "Valid from", "Valid until", "SHA-256", "State", ""].map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", null, h("tr", null, ["Serial", "Valid from", "Valid until", "SHA-256", "State", "Download"].map((t) => h("th", { scope: "col" }, t)))),
       versionsTbody);
     const chainBox = h("section", { class: "card", "aria-labelledby": "h-chain" });
     const jobsTbody = h("tbody");
@@ -1479,8 +1487,9 @@
       },
     });
     actions.append(h("span", { class: "inline-field" }, h("label", { for: "download-part", class: "vh" }, "Part to download"), partSel), downloadBtn);
+    let keyBtn = null;
     if (can("private-keys.manage") && current.key_generation === "server") {
-      actions.append(button("Download private key", {
+      actions.append(keyBtn = button("Download private key", {
         id: "action-private-key", class: "btn",
         onclick: async () => {
           const ok = await confirmDialog({
@@ -1553,7 +1562,7 @@
         kids.push(h("ul", { class: "plain" }, files.map((f) =>
           h("li", null, codeText(typeof f === "string" ? f : f.path || JSON.stringify(f)), f && f.content ? h("span", { class: "muted" }, ` (${f.content})`) : null))));
       }
-      kids.push(h("details", null, h("summary", null, "Full target"), h("pre", { class: "pem" }, JSON.stringify(d, null, 2))));
+      kids.push(h("details", null, h("summary", null, "Full target"), h("pre", { class: "pem", tabindex: "0" }, JSON.stringify(d, null, 2))));
       return kids;
     }
 
@@ -1589,8 +1598,8 @@
         const isCurrent = v.id === current.current_version_id;
         const st = v.revoked_at ? badge(`revoked: ${reasonName(v.revocation_reason)}`, "status-revoked")
           : isCurrent ? badge("current", "status-active") : badge("previous", "muted");
-        const dlBtn = button("Download", {
-          class: "btn btn-small", "aria-label": `Download version ${v.serial}`,
+        const dlBtn = button(["PEM", h("span", { class: "vh" }, ` of version ${v.serial}`)], {
+          class: "btn btn-small",
           onclick: async () => {
             const name = await downloadFile(`/certificates/${enc}/download${qs({ version: v.id })}`, `${v.serial}.pem`);
             toast(`Saved ${name}.`);
@@ -1617,6 +1626,7 @@
       if (revokeBtn) revokeBtn.disabled = !cur || Boolean(cur.revoked_at) || current.status === "revoked";
       downloadBtn.disabled = !cur;
       partSel.disabled = !cur;
+      if (keyBtn) keyBtn.disabled = !cur || !cur.server_key;
     }
 
     function reasonName(value) {
@@ -1637,7 +1647,7 @@
         h("td", { class: "num" }, `${j.attempts}/${j.max_attempts}`),
         h("td", null, timeEl(j.created_at)),
         h("td", null, timeEl(j.updated_at)),
-        h("td", null, jobResult(j)));
+        h("td", { class: "col-wide" }, jobResult(j)));
     }
 
     // Progress of one job: its steps as they happen (issuance, renewal) or its deployment report.
@@ -1674,15 +1684,12 @@
       }
       jobLine.replaceChildren(...line);
       // Append new steps only, so screen readers announce just those.
-      const shown = same ? steps.children.length : 0;
-      if (!same || list.length < shown) steps.replaceChildren();
-      for (const s of list.slice(steps.children.length)) steps.append(s);
-      if (!list.length && UNFINISHED.has(job.state)) {
-        if (!steps.querySelector(".waiting")) steps.append(h("li", { class: "waiting muted" }, "Waiting to start…"));
-      } else {
-        const w = steps.querySelector(".waiting");
-        if (w) w.remove();
-      }
+      const waiting = steps.querySelector(".waiting");
+      if (waiting) waiting.remove();
+      const shown = () => steps.querySelectorAll("li[data-step]").length;
+      if (!same || list.length < shown()) steps.replaceChildren();
+      for (const s of list.slice(shown())) steps.append(s);
+      if (!list.length && UNFINISHED.has(job.state)) steps.append(h("li", { class: "waiting muted" }, "Waiting to start…"));
       if (UNFINISHED.has(job.state) && can("jobs.read") && pollFor !== job.id) schedulePoll(job.id, 1000);
     }
 
@@ -1816,7 +1823,7 @@
       return (report.steps || []).map((s) => h("li", { data: { step: s.step }, class: s.ok ? "ok" : "bad" },
         badge(s.ok ? "ok" : "failed", s.ok ? "status-active" : "status-failed"), " ",
         h("strong", null, s.step), h("span", { class: "muted" }, ` ${s.millis} ms`),
-        s.detail ? h("pre", { class: "step-detail" }, s.detail) : null));
+        s.detail ? h("pre", { class: "step-detail", tabindex: "0" }, s.detail) : null));
     }
     return (p.steps || []).map((s) => h("li", { data: { step: s.step }, class: s.step === "failed" ? "bad" : "" },
       h("span", { class: "step-time" }, s.at ? timeEl(s.at) : ""), " ",
@@ -1996,7 +2003,6 @@
             kids.push(h("p", null, "Sends a test event through this notifier."));
           }
           kids.push(h("div", { class: "form-actions" },
-            button("Close", { onclick: close }),
             h("button", { id: "test-run", type: "submit", class: "btn btn-primary" }, "Run test")), out);
           return apiForm({ id: "test-form" }, kids, async () => {
             out.replaceChildren(h("p", { class: "loading" }, "Running…"));
@@ -2029,7 +2035,7 @@
       h("td", { class: "num" }, `${s.duration_ms} ms`),
       h("td", null, s.error || "—",
         s.logs && s.logs.length ? h("details", null, h("summary", null, plural(s.logs.length, "log line")),
-          h("pre", { class: "step-detail" }, s.logs.map(([lvl, msg]) => `${lvl}: ${msg}`).join("\n"))) : null)));
+          h("pre", { class: "step-detail", tabindex: "0" }, s.logs.map(([lvl, msg]) => `${lvl}: ${msg}`).join("\n"))) : null)));
     return h("div", { class: `alert ${report.ok ? "alert-ok" : "alert-error"}`, role: report.ok ? "status" : "alert" },
       h("p", { class: "strong" }, report.ok ? "The test passed." : "The test failed."),
       tableWrap(h("table", { class: "table table-compact" },
@@ -2049,6 +2055,12 @@
       };
     }
     return schema;
+  }
+
+  // "Description" + "More." with a full stop between them.
+  function joinHelp(a, b) {
+    if (!a) return b;
+    return /[.!?)]$/.test(a.trim()) ? `${a} ${b}` : `${a}. ${b}`;
   }
 
   function configFieldset(plugin, current) {
@@ -2074,15 +2086,15 @@
       } else if (spec.type === "string-map") {
         control = h("textarea", Object.assign({ rows: "3", class: "mono" }, common));
         if (value) control.value = mapText(value);
-        help = `${help}${help ? " " : ""}One key=value per line.`;
+        help = joinHelp(help, "One key=value per line.");
       } else if (spec.type === "string-list") {
         control = h("input", Object.assign({ type: "text" }, common));
         if (Array.isArray(value)) control.value = value.join(", ");
-        help = `${help}${help ? " " : ""}Comma-separated.`;
+        help = joinHelp(help, "Comma-separated.");
       } else if (spec.secret) {
         control = h("input", Object.assign({ type: "password", spellcheck: "false" }, common, { autocomplete: "new-password" }));
-        help = `${help}${help ? " " : ""}A reference, not the secret itself: env:NAME (an environment variable of the server) or file:/path.` +
-          (current && value ? " Leave empty to keep the current reference." : "");
+        help = joinHelp(help, "A reference, not the secret itself: env:NAME (an environment variable of the server) or file:/path." +
+          (current && value ? " Leave empty to keep the current reference." : ""));
         if (current && value) control.placeholder = "unchanged";
       } else if (key.endsWith("_pem") || key === "ca_bundle") {
         control = h("textarea", Object.assign({ rows: "4", class: "mono" }, common));
@@ -2138,7 +2150,7 @@
     const rows = data.plugins.map((p) => h("tr", { data: { name: p.name } },
       h("th", { scope: "row", class: "plugin-name" }, h("span", { class: "strong" }, p.name),
         p.description ? h("details", { class: "small" }, h("summary", null, "About"), h("p", null, p.description)) : null),
-      h("td", null, p.kind),
+      h("td", { class: "nowrap" }, p.kind),
       h("td", null, p.version, h("br"), h("span", { class: "small muted" }, `contract ${p.contract}`)),
       h("td", null, shortHash(p.sha256), h("br"), h("span", { class: "small muted" }, kib(p.size_bytes))),
       h("td", null, h("span", { class: "small" }, "asks: ", hosts(p.requested_hosts)), h("br"),
@@ -2233,7 +2245,7 @@
           h("td", { data: { field: "state" } }, jobStateBadge(j.state)),
           h("td", null, certLink(j.certificate_id)),
           h("td", { class: "num" }, `${j.attempts}/${j.max_attempts}`),
-          h("td", null, jobResult(j)),
+          h("td", { class: "col-wide" }, jobResult(j)),
           h("td", null, timeEl(j.created_at)),
           h("td", null, timeEl(j.updated_at), j.state === "pending" && parseTime(j.run_after) > new Date()
             ? h("span", { class: "small muted" }, h("br"), "runs ", timeEl(j.run_after, true)) : null),
@@ -2336,7 +2348,7 @@
     const filters = h("form", { class: "filters", role: "search", "aria-label": "Filter discoveries", novalidate: true }, field("State", stateSel));
     filters.addEventListener("submit", (ev) => ev.preventDefault());
     const writable = can("certificates.write");
-    const head = ["Subject", "Names", "Issuer", "Found on", "Valid until", "Serial / SHA-256", "Seen", "State", writable ? "Actions" : null].filter(Boolean);
+    const head = ["Subject", "Names", "Found on", "Valid until", "Serial / SHA-256", "State", writable ? "Actions" : null].filter(Boolean);
     const tbody = h("tbody");
     const table = h("table", { id: "discoveries-table", class: "table" },
       h("caption", { class: "vh" }, "Discovered certificates"),
@@ -2352,13 +2364,13 @@
       for (const d of list) {
         const expired = parseTime(d.not_after) < new Date();
         const cells = [
-          h("th", { scope: "row" }, d.subject || "(empty subject)", d.is_ca ? h("span", null, " ", badge("CA", "muted")) : null),
+          h("th", { scope: "row" }, d.subject || "(empty subject)", d.is_ca ? h("span", null, " ", badge("CA", "muted")) : null,
+            h("span", { class: "small muted" }, h("br"), `issued by ${d.issuer}`)),
           h("td", null, d.sans.length ? h("ul", { class: "plain small" }, d.sans.slice(0, 5).map((s) => h("li", null, s)), d.sans.length > 5 ? h("li", { class: "muted" }, `+${d.sans.length - 5} more`) : null) : "—"),
-          h("td", { class: "small" }, d.issuer),
-          h("td", null, d.agent_name, h("br"), h("code", { class: "mono small" }, d.index_in_file ? `${d.path} #${d.index_in_file}` : d.path)),
+          h("td", null, d.agent_name, h("br"), h("code", { class: "mono small" }, d.index_in_file ? `${d.path} #${d.index_in_file}` : d.path),
+            h("span", { class: "small muted" }, h("br"), "seen ", timeEl(d.first_seen), d.last_seen !== d.first_seen ? [" to ", timeEl(d.last_seen)] : null)),
           h("td", null, timeEl(d.not_after, true), expired ? h("span", null, " ", badge("expired", "status-expired")) : null),
           h("td", null, h("code", { class: "mono small" }, short(d.serial, 16)), h("br"), shortHash(d.fingerprint_sha256)),
-          h("td", { class: "small" }, "first ", timeEl(d.first_seen), h("br"), "last ", timeEl(d.last_seen)),
           h("td", { data: { field: "state" } }, badge(d.state, `disc-${d.state}`), d.certificate_id ? h("span", { class: "small" }, h("br"), "as ", certLink(d.certificate_id)) : null),
         ];
         if (writable) {
@@ -2461,17 +2473,23 @@
       if (mine !== seq || !ctx.alive()) return;
       tbody.replaceChildren();
       for (const e of data.items) {
-        const detail = e.detail && typeof e.detail === "object" && Object.keys(e.detail).length ? JSON.stringify(e.detail) : "";
+        const entries = e.detail && typeof e.detail === "object" && !Array.isArray(e.detail) ? Object.entries(e.detail) : [];
+        const detail = entries.length
+          ? h("ul", { class: "plain small detail" }, entries.map(([k, v]) => {
+            const text = typeof v === "string" ? v : JSON.stringify(v);
+            return h("li", { title: text.length > 80 ? text : null }, h("span", { class: "muted" }, `${k}: `), short(text, 80));
+          }))
+          : h("span", { class: "muted" }, "—");
         const target = e.target_type === "certificate" && e.target_id
-          ? h("a", { href: `#/certificates/${encodeURIComponent(e.target_id)}` }, h("code", { class: "mono small" }, e.target_id))
-          : h("code", { class: "mono small" }, e.target_id || "—");
+          ? h("a", { href: `#/certificates/${encodeURIComponent(e.target_id)}`, title: e.target_id }, state.certNames.get(e.target_id) || `…${e.target_id.slice(-8)}`)
+          : shortId(e.target_id);
         tbody.append(h("tr", { data: { id: e.id } },
           h("td", null, timeEl(e.at)),
           h("td", null, e.actor),
           h("th", { scope: "row" }, e.action),
           h("td", null, e.target_type),
           h("td", null, target),
-          h("td", null, detail ? h("code", { class: "mono small detail", title: detail }, short(detail, 160)) : h("span", { class: "muted" }, "—"))));
+          h("td", null, detail)));
       }
       if (!data.items.length) tbody.append(emptyRow(6, "No event matches."));
       pages.update(data.next_cursor);
@@ -2515,13 +2533,15 @@
       ctx.busy();
       const data = await ctx.get(`/notifications${qs({ status, limit: 50, cursor: pages.cursor() })}`);
       if (mine !== seq || !ctx.alive()) return;
+      await certNames(ctx, data.items.map((n) => n.certificate_id));
+      if (mine !== seq || !ctx.alive()) return;
       tbody.replaceChildren();
       for (const n of data.items) {
         const cells = [
           h("th", { scope: "row" }, n.event, h("br"), badge(n.severity, `sev-${n.severity}`)),
           h("td", { data: { field: "state" } }, badge(n.state.replace("_", " "), `note-${n.state}`),
             n.next_attempt_at && (n.state === "pending" || n.state === "retrying") ? h("span", { class: "small muted" }, h("br"), "next ", timeEl(n.next_attempt_at, true)) : null),
-          h("td", null, n.summary, h("br"), h("span", { class: "small muted" }, n.subject),
+          h("td", { class: "col-wide" }, n.summary, h("br"), h("span", { class: "small muted" }, n.subject),
             n.certificate_id ? h("span", { class: "small" }, " · ", certLink(n.certificate_id)) : null),
           h("td", null, notifierName.get(n.notifier_id) || shortId(n.notifier_id),
             n.channel ? h("span", { class: "small muted" }, h("br"), n.channel) : null),
