@@ -799,28 +799,18 @@ async fn run_command(cli: &Cli) -> anyhow::Result<String> {
             }
         }
         Command::Discoveries(DiscoveriesCommand::List { state }) => {
-            let query: Vec<(&str, String)> = state.iter().map(|s| ("state", s.clone())).collect();
-            let list = client.get("/api/v1/discoveries", &query).await?;
-            if cli.json {
-                list.to_string()
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|f| {
-                        vec![
-                            text(&f["id"]),
-                            text(&f["state"]),
-                            text(&f["agent_name"]),
-                            format!("{}#{}", text(&f["path"]), text(&f["index_in_file"])),
-                            text(&f["subject"]),
-                            text(&f["not_after"]),
-                        ]
-                    })
-                    .collect();
-                table(&["ID", "STATE", "AGENT", "PATH", "SUBJECT", "NOT AFTER"], &rows)
-            }
+            let headers = ["ID", "STATE", "AGENT", "PATH", "SUBJECT", "NOT AFTER"];
+            state_list(&client, "/api/v1/discoveries", state, cli.json, &headers, |f| {
+                vec![
+                    text(&f["id"]),
+                    text(&f["state"]),
+                    text(&f["agent_name"]),
+                    format!("{}#{}", text(&f["path"]), text(&f["index_in_file"])),
+                    text(&f["subject"]),
+                    text(&f["not_after"]),
+                ]
+            })
+            .await?
         }
         Command::Discoveries(DiscoveriesCommand::Claim { id, certificate }) => {
             client
@@ -851,26 +841,16 @@ async fn run_command(cli: &Cli) -> anyhow::Result<String> {
             }
         }
         Command::DnsPersist(DnsPersistCommand::List { state }) => {
-            let query: Vec<(&str, String)> = state.iter().map(|s| ("state", s.clone())).collect();
-            let list = client.get("/api/v1/dns-persist", &query).await?;
-            if cli.json {
-                list.to_string()
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|r| {
-                        vec![
-                            text(&r["id"]),
-                            text(&r["state"]),
-                            text(&r["fqdn"]),
-                            format!("\"{}\"", text(&r["value"])),
-                        ]
-                    })
-                    .collect();
-                table(&["ID", "STATE", "NAME", "TXT VALUE"], &rows)
-            }
+            let headers = ["ID", "STATE", "NAME", "TXT VALUE"];
+            state_list(&client, "/api/v1/dns-persist", state, cli.json, &headers, |r| {
+                vec![
+                    text(&r["id"]),
+                    text(&r["state"]),
+                    text(&r["fqdn"]),
+                    format!("\"{}\"", text(&r["value"])),
+                ]
+            })
+            .await?
         }
         Command::DnsPersist(DnsPersistCommand::Approve { id }) => {
             let r = client
@@ -888,6 +868,24 @@ async fn run_command(cli: &Cli) -> anyhow::Result<String> {
         }
     };
     Ok(out)
+}
+
+/// GETs a list (a JSON array; `?state=` when given), as JSON or as a table of `row`s.
+async fn state_list(
+    client: &Client,
+    path: &str,
+    state: &Option<String>,
+    json: bool,
+    headers: &[&str],
+    row: impl Fn(&Value) -> Vec<String>,
+) -> anyhow::Result<String> {
+    let query: Vec<(&str, String)> = state.iter().map(|s| ("state", s.clone())).collect();
+    let list = client.get(path, &query).await?;
+    if json {
+        return Ok(list.to_string());
+    }
+    let rows: Vec<Vec<String>> = list.as_array().into_iter().flatten().map(row).collect();
+    Ok(table(headers, &rows))
 }
 
 /// The JSON configuration of `instances create`: the file (or standard input), then each
