@@ -122,6 +122,19 @@ impl Browser {
         self.cmd(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// Lays pages out as a phone `width` CSS pixels wide would (Chromium's device emulation:
+    /// a headless window cannot be made narrower than 500 px).
+    pub async fn emulate_phone(&self, width: u32, height: u32) {
+        let v = self
+            .post(
+                "/goog/cdp/execute",
+                json!({"cmd": "Emulation.setDeviceMetricsOverride",
+                       "params": {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": true}}),
+            )
+            .await;
+        assert!(v.get("error").is_none(), "device emulation: {v}");
+    }
+
     pub async fn goto(&self, url: &str) {
         let v = self.post("/url", json!({"url": url})).await;
         assert!(v.is_null() || v.get("error").is_none(), "navigate {url}: {v}");

@@ -374,8 +374,21 @@ async fn the_dashboard_in_a_real_browser() {
     drop(b);
 
     // A viewer: the same pages, no write action anywhere; a narrow screen works.
-    let b = Browser::start(375, 800).await;
+    let b = Browser::start(500, 800).await;
+    b.emulate_phone(375, 800).await;
     sign_in(&b, &url, VIEWER_KEY).await;
+    let width = b.js("return document.documentElement.clientWidth", json!([])).await;
+    assert_eq!(width, 375, "laid out at phone width");
+    let overflow = b
+        .js(
+            "return document.documentElement.scrollWidth > document.documentElement.clientWidth",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        overflow, false,
+        "nothing wider than the screen (tables scroll inside their wrapper)"
+    );
     b.ready("overview").await;
     screenshot(&b, "201-narrow-overview").await;
     for (page, write) in [
@@ -387,6 +400,13 @@ async fn the_dashboard_in_a_real_browser() {
         b.goto(&format!("{url}/#/{page}")).await;
         b.ready(page).await;
         assert_eq!(b.count(write).await, 0, "a viewer sees no {write} on {page}");
+        let overflow = b
+            .js(
+                "return document.documentElement.scrollWidth > document.documentElement.clientWidth",
+                json!([]),
+            )
+            .await;
+        assert_eq!(overflow, false, "{page} fits a 375 px screen");
     }
     b.goto(&format!("{url}/#/certificates/{cert_id}")).await;
     b.ready("certificate").await;
