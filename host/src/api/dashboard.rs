@@ -147,7 +147,7 @@ pub async fn overview(
             loaded: loaded.len(),
             failing: loaded
                 .iter()
-                .filter(|p| p.status == "failing")
+                .filter(|p| p.status == crate::plugins::registry::PluginStatus::Failing)
                 .map(|p| p.name.clone())
                 .collect(),
             refused: refused.len(),

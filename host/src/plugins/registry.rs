@@ -52,12 +52,21 @@ pub struct PluginInfo {
     /// `ok` (its latest call succeeded), `failing` (its latest call failed) or `idle` (no call
     /// since this server started). Counted per server process; `validate-config` calls (bad
     /// configurations, the operator's mistakes) are left out.
-    pub status: String,
+    pub status: PluginStatus,
     /// Calls and failed calls since this server started.
     pub calls: u64,
     pub failures: u64,
     /// The latest failure, if any.
     pub last_error: Option<LastError>,
+}
+
+/// How a plugin's calls are going (see `PluginInfo::status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginStatus {
+    Ok,
+    Failing,
+    Idle,
 }
 
 /// A failed plugin call, as the plugins page shows it.
@@ -100,7 +109,7 @@ impl PluginInfo {
             allow_private_networks: p.allowed.allow_private_networks,
             config_schema: serde_json::to_value(&m.config).unwrap_or_default(),
             loaded_at: p.loaded_at,
-            status: "idle".into(),
+            status: PluginStatus::Idle,
             calls: 0,
             failures: 0,
             last_error: None,
@@ -109,7 +118,11 @@ impl PluginInfo {
 
     fn with_health(mut self, health: Option<&Health>) -> PluginInfo {
         if let Some(h) = health {
-            self.status = if h.latest_failed { "failing" } else { "ok" }.into();
+            self.status = if h.latest_failed {
+                PluginStatus::Failing
+            } else {
+                PluginStatus::Ok
+            };
             self.calls = h.calls;
             self.failures = h.failures;
             self.last_error = h.last_error.clone();

@@ -235,7 +235,7 @@ impl Store {
     /// Pending deployments of this agent's certificates, with the chain and the target.
     pub async fn agent_deploy_work(&self, agent_id: &str, now: Timestamp) -> Result<Vec<DeployWork>, StoreError> {
         let rows = sqlx::query(
-            "SELECT j.id AS job_id, j.payload, c.id AS certificate_id, c.deploy, v.id AS version_id, v.chain_pem \
+            "SELECT j.id AS job_id, c.id AS certificate_id, c.deploy, v.id AS version_id, v.chain_pem \
              FROM jobs j JOIN certificates c ON c.id = j.certificate_id \
              JOIN certificate_versions v ON v.id = c.current_version_id \
              WHERE c.agent_id = $1 AND j.kind = 'deployment' AND j.state = 'pending' AND j.run_after <= $2 \

@@ -211,6 +211,7 @@ pub struct FleetCounts {
 pub const AGENT_ONLINE_WINDOW_SECS: i64 = 300;
 
 /// A bind value for dynamically built queries.
+#[derive(Clone)]
 pub(crate) enum Bind {
     Text(String),
     Int(i64),
@@ -578,13 +579,9 @@ impl Store {
                 } else {
                     Bind::Int(key.parse().map_err(|_| bad())?)
                 };
-                let key2 = match &key {
-                    Bind::Text(t) => Bind::Text(t.clone()),
-                    Bind::Int(i) => Bind::Int(*i),
-                };
                 q.and(
                     &format!("({key_sql} {cmp} ? OR ({key_sql} = ? AND id {cmp} ?))"),
-                    vec![key, key2, Bind::Text(id.to_string())],
+                    vec![key.clone(), key, Bind::Text(id.to_string())],
                 );
             }
         }

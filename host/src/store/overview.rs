@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{AGENT_ONLINE_WINDOW_SECS, Store, StoreError};
+use super::{Store, StoreError};
 use crate::model::{EXPIRING_WINDOW_DAYS, Timestamp};
 
 /// How far ahead the expiry timeline looks, and how far back the activity goes (days).
@@ -140,27 +140,18 @@ impl Store {
             }
         }
 
-        let row = sqlx::query(
-            "SELECT \
-               (SELECT COUNT(*) FROM agents WHERE retired_at IS NULL), \
-               (SELECT COUNT(*) FROM agents WHERE retired_at IS NULL AND last_heartbeat >= $1), \
-               (SELECT COUNT(*) FROM jobs WHERE state = 'pending')",
-        )
-        .bind(now.0 - AGENT_ONLINE_WINDOW_SECS)
-        .fetch_one(&self.pool)
-        .await?;
-        let total: i64 = row.try_get(0)?;
-        let online: i64 = row.try_get(1)?;
+        // Agents and pending jobs as the metrics endpoint counts them.
+        let fleet = self.fleet_counts(now).await?;
         Ok(OverviewCounts {
             certificates,
             expiry_timeline,
             activity,
             agents: AgentCounts {
-                total,
-                online,
-                offline: total - online,
+                total: fleet.agents,
+                online: fleet.agents_online,
+                offline: fleet.agents - fleet.agents_online,
             },
-            jobs_pending: row.try_get(2)?,
+            jobs_pending: fleet.jobs_pending,
         })
     }
 }

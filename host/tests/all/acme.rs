@@ -459,14 +459,7 @@ async fn acme_issuance_from_the_cli(backend: Backend) {
     let d = dir.path();
     // Only the ACME plugin: the server compiles each component it loads.
     let plugins = d.join("plugins");
-    std::fs::create_dir(&plugins).expect("mkdir");
-    for ext in ["wasm", "toml"] {
-        std::fs::copy(
-            shipped_dir().join(format!("acme.{ext}")),
-            plugins.join(format!("acme.{ext}")),
-        )
-        .expect("copy");
-    }
+    crate::sandbox::copy_shipped(&plugins, &["acme"]);
     std::fs::write(
         d.join("grants.toml"),
         format!(

@@ -467,14 +467,7 @@ async fn the_agent_deploys_to_nginx_renews_rolls_back_and_survives_a_restart() {
 
     // certctl-server with the local CA only.
     let plugins = d.join("plugins");
-    std::fs::create_dir(&plugins).expect("mkdir");
-    for ext in ["wasm", "toml"] {
-        std::fs::copy(
-            shipped_dir().join(format!("local-ca.{ext}")),
-            plugins.join(format!("local-ca.{ext}")),
-        )
-        .expect("copy");
-    }
+    crate::sandbox::copy_shipped(&plugins, &["local-ca"]);
     let port = free_port();
     let log = d.join("server.log");
     let _server = KillOnDrop(

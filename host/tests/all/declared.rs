@@ -122,14 +122,7 @@ async fn the_server_applies_the_instances_file_and_follows_its_changes() {
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     let plugins = d.join("plugins");
-    std::fs::create_dir(&plugins).expect("mkdir");
-    for ext in ["wasm", "toml"] {
-        std::fs::copy(
-            shipped_dir().join(format!("webhook.{ext}")),
-            plugins.join(format!("webhook.{ext}")),
-        )
-        .expect("copy");
-    }
+    crate::sandbox::copy_shipped(&plugins, &["webhook"]);
     // The chart's layout: the file is reached through a `..data` symlink that is swapped.
     let config_dir = d.join("config");
     let write_version = |n: u32, value: &Value| {

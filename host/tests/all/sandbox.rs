@@ -5,7 +5,7 @@
 //! CERTCTL_TEST_TESTING_PLUGIN_DIR.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,21 @@ pub fn testing_dir() -> PathBuf {
 
 pub fn shipped_dir() -> PathBuf {
     dir_from("CERTCTL_TEST_PLUGIN_DIR")
+}
+
+/// Copies the named shipped plugins (`NAME.wasm` + `NAME.toml`) into `dir`, created if needed:
+/// a plugin directory for a server that should load only these.
+pub fn copy_shipped(dir: &Path, names: &[&str]) {
+    std::fs::create_dir_all(dir).expect("plugin dir");
+    for name in names {
+        for ext in ["wasm", "toml"] {
+            std::fs::copy(
+                shipped_dir().join(format!("{name}.{ext}")),
+                dir.join(format!("{name}.{ext}")),
+            )
+            .expect("copy plugin");
+        }
+    }
 }
 
 fn limits() -> Limits {
@@ -619,15 +634,7 @@ async fn a_plugin_dropped_into_a_running_server_is_usable_over_the_api() {
     let list = get(format!("{base}/plugins")).await;
     assert_eq!(list["plugins"], serde_json::json!([]));
 
-    for name in ["webhook", "httpreq"] {
-        for ext in ["wasm", "toml"] {
-            std::fs::copy(
-                shipped_dir().join(format!("{name}.{ext}")),
-                plugin_dir.join(format!("{name}.{ext}")),
-            )
-            .expect("copy");
-        }
-    }
+    copy_shipped(&plugin_dir, &["webhook", "httpreq"]);
     let mut names = Vec::new();
     for _ in 0..100 {
         let list = get(format!("{base}/plugins")).await;

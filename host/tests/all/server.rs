@@ -531,16 +531,7 @@ impl ServerProcess {
     /// Starts it in `dir` and waits until `/ready` answers (panics with the log otherwise).
     pub async fn start(dir: &Path, plugins: &[&str], env: &[(&str, String)]) -> ServerProcess {
         let plugin_dir = dir.join("plugins");
-        std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
-        for name in plugins {
-            for ext in ["wasm", "toml"] {
-                std::fs::copy(
-                    crate::sandbox::shipped_dir().join(format!("{name}.{ext}")),
-                    plugin_dir.join(format!("{name}.{ext}")),
-                )
-                .expect("copy plugin");
-            }
-        }
+        crate::sandbox::copy_shipped(&plugin_dir, plugins);
         let port = free_port();
         let log = dir.join("server.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_certctl-server"));
